@@ -1,0 +1,39 @@
+"""The ``stn-icnn`` command line.
+
+Subcommands are registered here as they are built; ``stn-icnn --help`` lists them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from stn_icnn_jax import __version__
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with one sub-parser per subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="stn-icnn",
+        description=(
+            "STN-iCNN face parsing in JAX/Flax (Yin et al., End-to-End Face Parsing "
+            "via Interlinked Convolutional Neural Networks)."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"stn-icnn {__version__}")
+    parser.add_subparsers(dest="command", metavar="COMMAND")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``stn-icnn`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
