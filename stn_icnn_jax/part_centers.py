@@ -22,6 +22,7 @@ from typing import Literal
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 PART_NAMES = ("brow_l", "brow_r", "eye_l", "eye_r", "nose", "mouth")
 #: 9-class indices that make up each part, in PART_NAMES order.
@@ -31,15 +32,21 @@ NUM_PARTS = len(PART_NAMES)
 CenterConvention = Literal["paper", "authors"]
 
 
-def _weighted_centroids(weights: jax.Array) -> tuple[jax.Array, jax.Array]:
+def _array_module(x):
+    """numpy for numpy inputs (the host input pipeline), jax.numpy otherwise."""
+    return np if isinstance(x, np.ndarray) else jnp
+
+
+def _weighted_centroids(weights):
     """Centroids (y, x) of ``weights (N, H, W, K)`` -> ``(N, K, 2)`` and masses ``(N, K)``."""
+    xp = _array_module(weights)
     _, h, w, _ = weights.shape
     mass = weights.sum(axis=(1, 2))
-    ys = jnp.arange(h, dtype=weights.dtype)
-    xs = jnp.arange(w, dtype=weights.dtype)
-    cy = jnp.einsum("nhwk,h->nk", weights, ys) / jnp.maximum(mass, 1e-30)
-    cx = jnp.einsum("nhwk,w->nk", weights, xs) / jnp.maximum(mass, 1e-30)
-    return jnp.stack([cy, cx], axis=-1), mass
+    ys = xp.arange(h, dtype=weights.dtype)
+    xs = xp.arange(w, dtype=weights.dtype)
+    cy = xp.einsum("nhwk,h->nk", weights, ys) / xp.maximum(mass, 1e-30)
+    cx = xp.einsum("nhwk,w->nk", weights, xs) / xp.maximum(mass, 1e-30)
+    return xp.stack([cy, cx], axis=-1), mass
 
 
 def part_centers(
@@ -49,6 +56,8 @@ def part_centers(
     min_mass: float = 1.0,
 ) -> tuple[jax.Array, jax.Array]:
     """Centres of the six parts.
+
+    Works on numpy arrays (in the host input pipeline) and on jax arrays alike.
 
     Args:
       soft_labels: ``(N, H, W, 9)`` class probabilities in [0, 1] (channel 0 background).
@@ -63,32 +72,33 @@ def part_centers(
     """
     if soft_labels.ndim != 4 or soft_labels.shape[-1] != 9:
         raise ValueError(f"soft_labels must be (N, H, W, 9), got shape {soft_labels.shape}")
-    soft_labels = soft_labels.astype(jnp.float32)
+    xp = _array_module(soft_labels)
+    soft_labels = soft_labels.astype(xp.float32)
     n, h, w, _ = soft_labels.shape
-    centre = jnp.array([(h - 1) / 2.0, (w - 1) / 2.0], jnp.float32)
+    centre = xp.array([(h - 1) // 2, (w - 1) // 2], xp.float32)
     if convention == "authors":
         cls, mass = _weighted_centroids(soft_labels[..., 1:] + 1e-10)
-        cls = jnp.floor(cls)
+        cls = xp.floor(cls)
         single = cls[:, :5]
-        mouth = jnp.floor(cls[:, 5:8].mean(axis=1, keepdims=True))
-        centers = jnp.concatenate([single, mouth], axis=1)
+        mouth = xp.floor(cls[:, 5:8].mean(axis=1, keepdims=True))
+        centers = xp.concatenate([single, mouth], axis=1)
         class_mass = soft_labels[..., 1:].sum(axis=(1, 2))
-        present = jnp.concatenate(
+        present = xp.concatenate(
             [class_mass[:, :5] >= min_mass, (class_mass[:, 5:8].sum(-1) >= min_mass)[:, None]],
             axis=1,
         )
         return centers, present
     if convention != "paper":
         raise ValueError(f"unknown centre convention {convention!r}; use 'paper' or 'authors'")
-    masks = jnp.stack(
+    masks = xp.stack(
         [soft_labels[..., list(classes)].sum(-1) for classes in PART_CLASSES], axis=-1
     )
     centers, mass = _weighted_centroids(masks)
     present = mass >= min_mass
     if fallback is None:
-        fallback = jnp.broadcast_to(centre, (n, NUM_PARTS, 2))
-    fallback = jnp.broadcast_to(jnp.asarray(fallback, jnp.float32), (n, NUM_PARTS, 2))
-    centers = jnp.where(present[..., None], jnp.floor(centers + 0.5), fallback)
+        fallback = xp.broadcast_to(centre, (n, NUM_PARTS, 2))
+    fallback = xp.broadcast_to(xp.asarray(fallback, xp.float32), (n, NUM_PARTS, 2))
+    centers = xp.where(present[..., None], xp.floor(centers + 0.5), fallback)
     return centers, present
 
 

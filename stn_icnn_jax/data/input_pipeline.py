@@ -1,0 +1,203 @@
+"""The grain input pipeline: records -> numpy batches for each training stage.
+
+A record (every builder's format) holds ``image (H, W, 3) uint8`` and
+``soft_labels (H, W, 11) uint8`` in Smith order. Training copies are augmented on the
+fly (``augment.py``: ``copies`` per record, an epoch is ``copies * len(source)``
+examples). Each example is then laid out as the paper's "batch processing"
+(section 2.5.1): the image resized to ``rough_size`` (bilinear) for stage 1, and the
+original zero-padded (centred) onto a fixed ``canvas_size`` canvas for the STN crops.
+
+Batch features (only those its stage needs, see ``STAGE_FEATURES``):
+  rough_image  (B, r, r, 3) float32 in [0, 1]   resized image, stage-1 input
+  rough_label  (B, r, r) int32                  9-class map of the resized soft labels
+  canvas       (B, C, C, 3) uint8               zero-padded original
+  canvas_label (B, C, C) int32                  9-class map on the canvas (0 = padding)
+  image_size   (B, 2) int32                     (h, w) of the original
+  image_origin (B, 2) int32                     (top, left) of the original on the canvas
+  centers      (B, 6, 2) float32                part centres, (y, x) image pixels
+  centers_present (B, 6) bool                   False where a part is absent
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Literal, Sequence
+
+import cv2
+import grain.python as grain
+from absl import flags
+import numpy as np
+
+from stn_icnn_jax import part_centers
+from stn_icnn_jax.data import augment, labels
+
+Stage = Literal["rough", "localizer", "parts", "end_to_end", "eval"]
+
+STAGE_FEATURES: dict[str, tuple[str, ...]] = {
+    "rough": ("rough_image", "rough_label"),
+    "localizer": ("rough_image", "image_size", "image_origin", "centers", "centers_present"),
+    "parts": ("canvas", "canvas_label", "image_size", "image_origin", "centers",
+              "centers_present"),
+    "end_to_end": ("rough_image", "rough_label", "canvas", "canvas_label", "image_size",
+                   "image_origin", "centers", "centers_present"),
+    "eval": ("rough_image", "rough_label", "canvas", "canvas_label", "image_size",
+             "image_origin", "centers", "centers_present"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class InputConfig:
+    """How records become batches.
+
+    Attributes:
+      rough_size: side of the stage-1 input (128 in the paper).
+      canvas_size: side of the zero-padded canvas (1024 for HELEN in the authors' code);
+        every image must fit.
+      batch_size: global batch size (per process when sharded across hosts).
+      center_convention: ``"paper"`` or ``"authors"`` (see ``part_centers``).
+      augment: augmentation of training copies, or None for none (validation / test).
+      seed: seeds the shuffle and the augmentation.
+      shuffle: shuffle the examples each epoch.
+      worker_count: grain worker processes (0 = in the main process).
+    """
+
+    rough_size: int = 128
+    canvas_size: int = 1024
+    batch_size: int = 32
+    center_convention: Literal["paper", "authors"] = "paper"
+    augment: augment.AugmentConfig | None = dataclasses.field(
+        default_factory=augment.AugmentConfig
+    )
+    seed: int = 0
+    shuffle: bool = True
+    worker_count: int = 0
+    drop_remainder: bool = True
+
+
+class AugmentedCopies(grain.RandomAccessDataSource):
+    """``copies`` views of each record: index ``i`` is copy ``i % copies`` of record ``i // copies``."""
+
+    def __init__(self, source: Any, copies: int):
+        self._source = source
+        self._copies = copies
+
+    def __len__(self) -> int:
+        return len(self._source) * self._copies
+
+    def __getitem__(self, index: int) -> dict:
+        record = dict(self._source[int(index) // self._copies])
+        record["copy_index"] = int(index) % self._copies
+        record["example_index"] = int(index)
+        return record
+
+    def __repr__(self) -> str:
+        return f"AugmentedCopies({self._source!r}, copies={self._copies})"
+
+
+def _record_name(record: dict) -> str:
+    name = record.get("name", "?")
+    if isinstance(name, (bytes, np.bytes_)):
+        return name.decode("utf-8", "replace")
+    if isinstance(name, np.ndarray) and name.dtype == np.uint8:
+        return name.tobytes().decode("utf-8", "replace")
+    return str(name)
+
+
+class Augment(grain.MapTransform):
+    """Applies copy ``copy_index`` of the augmentation, seeded by (seed, example index)."""
+
+    def __init__(self, config: augment.AugmentConfig, seed: int):
+        self._config = config
+        self._seed = seed
+
+    def map(self, record: dict) -> dict:
+        seed = np.random.SeedSequence([self._seed, record["example_index"]])
+        image, soft = augment.augment(
+            np.asarray(record["image"]), np.asarray(record["soft_labels"]),
+            record["copy_index"], self._config, seed,
+        )
+        return {**record, "image": image, "soft_labels": soft}
+
+
+class Layout(grain.MapTransform):
+    """Resize for stage 1, pad onto the canvas, part centres; keeps ``features`` only."""
+
+    def __init__(self, config: InputConfig, features: Sequence[str]):
+        self._config = config
+        self._features = tuple(features)
+
+    def map(self, record: dict) -> dict:
+        cfg = self._config
+        image = np.asarray(record["image"])
+        soft = np.asarray(record["soft_labels"])
+        h, w = image.shape[:2]
+        size = cfg.canvas_size
+        if h > size or w > size:
+            raise ValueError(
+                f"record {_record_name(record)!r}: image {h}x{w} does not fit the "
+                f"{size}x{size} canvas; raise canvas_size"
+            )
+        out: dict[str, np.ndarray] = {}
+        want = set(self._features)
+        if want & {"rough_image", "rough_label"}:
+            r = cfg.rough_size
+            rough = cv2.resize(image, (r, r), interpolation=cv2.INTER_LINEAR)
+            out["rough_image"] = rough.astype(np.float32) / 255.0
+            rough_soft = cv2.resize(soft, (r, r), interpolation=cv2.INTER_LINEAR)
+            out["rough_label"] = labels.hard_label(rough_soft.reshape(r, r, -1)).astype(np.int32)
+        top, left = (size - h) // 2, (size - w) // 2
+        out["image_size"] = np.array([h, w], np.int32)
+        out["image_origin"] = np.array([top, left], np.int32)
+        if "canvas" in want:
+            canvas = np.zeros((size, size, 3), np.uint8)
+            canvas[top : top + h, left : left + w] = image
+            out["canvas"] = canvas
+        if "canvas_label" in want:
+            canvas_label = np.zeros((size, size), np.int32)
+            canvas_label[top : top + h, left : left + w] = labels.hard_label(soft)
+            out["canvas_label"] = canvas_label
+        if "centers" in want:
+            probs = labels.class_probs(soft)[None]
+            centers, present = part_centers.part_centers(probs, cfg.center_convention)
+            out["centers"] = centers[0].astype(np.float32)
+            out["centers_present"] = present[0]
+        return {k: out[k] for k in self._features}
+
+
+def make_loader(
+    source: Any,
+    stage: Stage,
+    config: InputConfig,
+    num_epochs: int | None = 1,
+    shard_options: grain.ShardOptions | None = None,
+) -> grain.DataLoader:
+    """A grain DataLoader yielding dicts of numpy batches for ``stage``.
+
+    Args:
+      source: random-access records (``tfds.data_source(...)`` or any sequence of dicts).
+      stage: which features to produce (``STAGE_FEATURES``).
+      config: sizes, batch, augmentation, seed, workers.
+      num_epochs: epochs to iterate (None = forever).
+      shard_options: per-host sharding (e.g. ``grain.ShardByJaxProcess()``) for multi-host.
+    """
+    if stage not in STAGE_FEATURES:
+        raise ValueError(f"unknown stage {stage!r}; use one of {sorted(STAGE_FEATURES)}")
+    copies = config.augment.copies if config.augment is not None else 1
+    data = AugmentedCopies(source, copies)
+    shard_options = shard_options or grain.NoSharding()
+    sampler = grain.IndexSampler(
+        num_records=len(data), shard_options=shard_options, shuffle=config.shuffle,
+        num_epochs=num_epochs, seed=config.seed,
+    )
+    operations: list = []
+    if config.augment is not None:
+        operations.append(Augment(config.augment, config.seed))
+    operations.append(Layout(config, STAGE_FEATURES[stage]))
+    operations.append(grain.Batch(config.batch_size, drop_remainder=config.drop_remainder))
+    if config.worker_count > 0 and not flags.FLAGS.is_parsed():
+        # grain's worker processes read absl flags; outside absl.app they are unparsed.
+        flags.FLAGS.mark_as_parsed()
+    return grain.DataLoader(
+        data_source=data, sampler=sampler, operations=operations,
+        worker_count=config.worker_count,
+    )
