@@ -1,0 +1,313 @@
+"""Tests of the STN localisation net and the theta parametrisation (stn_icnn_jax.localizer)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from stn_icnn_jax.icnn import count_params
+from stn_icnn_jax.localizer import (
+    DEFAULT_INIT_PARAMS,
+    Localizer,
+    LocalizerConfig,
+    params_from_theta,
+    theta_from_params,
+)
+
+SMALL = LocalizerConfig(input_size=32, channels=(4, 4, 8, 8))
+INIT = np.asarray(DEFAULT_INIT_PARAMS, np.float32)
+# rbg keys: threefry under jax_threefry_partitionable (the default) compiles ~5x slower on CPU
+KEY = jax.random.key(0, impl="rbg")
+
+
+def _probs(shape, seed=0):
+    logits = np.random.default_rng(seed).normal(size=shape).astype(np.float32) * 3
+    return jax.nn.softmax(jnp.asarray(logits), axis=-1)
+
+
+def _init(model, x):
+    return jax.jit(lambda k, x: model.init(k, x, train=False))(KEY, x)
+
+
+def _perturb_fc(variables, scale=0.05, seed=1):
+    fc = variables["params"]["fc"]
+    rng = np.random.default_rng(seed)
+    new_fc = {"kernel": fc["kernel"] + scale * rng.normal(size=fc["kernel"].shape).astype(np.float32)
+              / np.sqrt(fc["kernel"].shape[0]),
+              "bias": fc["bias"]}
+    return {**variables, "params": {**variables["params"], "fc": new_fc}}
+
+
+# --------------------------------------------------------------------------- theta
+
+
+def test_theta_from_params_layout_and_inverse():
+    p = jnp.asarray(np.random.default_rng(0).normal(size=(2, 3, 6, 4)), jnp.float32)
+    theta = theta_from_params(p)
+    assert theta.shape == (2, 3, 6, 2, 3)
+    np.testing.assert_array_equal(theta[..., 0, 0], p[..., 0])  # sx
+    np.testing.assert_array_equal(theta[..., 1, 1], p[..., 1])  # sy
+    np.testing.assert_array_equal(theta[..., 0, 2], p[..., 2])  # tx
+    np.testing.assert_array_equal(theta[..., 1, 2], p[..., 3])  # ty
+    np.testing.assert_array_equal(theta[..., 0, 1], 0)
+    np.testing.assert_array_equal(theta[..., 1, 0], 0)
+    np.testing.assert_array_equal(params_from_theta(theta), p)
+    with pytest.raises(ValueError):
+        theta_from_params(jnp.zeros((6, 6)))
+    with pytest.raises(ValueError):
+        params_from_theta(jnp.zeros((6, 3, 2)))
+
+
+def test_theta_gradient_only_through_free_entries():
+    g = jax.grad(lambda p: jnp.sum(theta_from_params(p) * jnp.arange(6.0).reshape(2, 3)))(
+        jnp.ones((6, 4)))
+    # d/d(sx, sy, tx, ty) picks the weights at (0,0), (1,1), (0,2), (1,2)
+    np.testing.assert_array_equal(g, np.tile([0.0, 4.0, 2.0, 5.0], (6, 1)))
+
+
+# --------------------------------------------------------------------------- vgg9
+
+
+def test_default_config_documented_sizes():
+    cfg = LocalizerConfig()
+    assert cfg.channels == (32, 32, 64, 64, 128, 128, 256, 256)
+    assert cfg.feature_size() == 8  # 128 -> 64 -> 32 -> 16 -> 8
+    assert dataclasses.replace(cfg, input_size=81).feature_size() == 6
+    assert not cfg.isotropic and not cfg.fc_relu and cfg.backbone == "vgg9"
+
+
+def test_init_predicts_mean_boxes_for_any_input():
+    """Default config at 128: the untrained net outputs the configured boxes."""
+    model = Localizer(LocalizerConfig())
+    x = _probs((3, 128, 128, 9))
+    v = _init(model, x)
+    assert set(v["params"]) == {"features", "fc"}
+    assert v["params"]["fc"]["kernel"].shape == (8 * 8 * 256, 24)
+    theta, params = jax.jit(lambda v, x: model.apply(v, x, train=False, return_params=True))(v, x)
+    assert theta.shape == (3, 6, 2, 3)
+    np.testing.assert_allclose(params, np.broadcast_to(INIT, (3, 6, 4)), atol=1e-7)
+    np.testing.assert_allclose(theta, theta_from_params(jnp.broadcast_to(INIT, (3, 6, 4))), atol=1e-7)
+    # also in train mode and for a completely different input
+    theta_t, _ = model.apply(v, jnp.zeros_like(x), train=True, mutable=["batch_stats"])
+    np.testing.assert_allclose(theta_t, theta, atol=1e-7)
+
+
+def test_custom_init_params():
+    boxes = np.random.default_rng(0).uniform(-0.5, 0.5, size=(6, 4))
+    cfg = dataclasses.replace(SMALL, init_params=boxes)
+    assert isinstance(cfg.init_params, tuple)  # arrays are stored hashably
+    hash(cfg)
+    model = Localizer(cfg)
+    x = _probs((2, 32, 32, 9))
+    theta, params = model.apply(_init(model, x), x, train=False, return_params=True)
+    np.testing.assert_allclose(params, np.broadcast_to(boxes, (2, 6, 4)), atol=1e-6)
+    with pytest.raises(ValueError, match="init_params"):
+        LocalizerConfig(init_params=boxes[:5])
+
+
+def test_shapes_zeros_and_input_gradient_after_perturbation():
+    model = Localizer(SMALL)
+    x = _probs((2, 32, 32, 9))
+    v = _init(model, x)
+
+    def loss(x, v):
+        return jnp.sum(model.apply(v, x, train=False) ** 2)
+
+    # zero-initialised head: no gradient reaches the input at init ...
+    g0 = jax.grad(loss)(x, v)
+    np.testing.assert_array_equal(g0, 0)
+    # ... but after a perturbation of the head it does, and depends on the input
+    vp = _perturb_fc(v)
+    g = jax.grad(loss)(x, vp)
+    assert g.shape == x.shape and float(jnp.max(jnp.abs(g))) > 0
+    theta = model.apply(vp, x, train=False)
+    assert theta.shape == (2, 6, 2, 3)
+    np.testing.assert_array_equal(theta[..., 0, 1], 0)  # exactly zero off-diagonals
+    np.testing.assert_array_equal(theta[..., 1, 0], 0)
+    assert not np.allclose(theta[0], theta[1])  # different inputs, different boxes
+    # gradients also reach the backbone parameters
+    gp = jax.grad(lambda v: loss(x, v))(vp)
+    assert float(jnp.max(jnp.abs(gp["params"]["features"]["conv_0"]["kernel"]))) > 0
+
+
+def test_isotropic_ties_scales():
+    boxes = np.asarray(DEFAULT_INIT_PARAMS, np.float32).copy()
+    boxes[:, 1] += 0.1  # sy != sx in the configured boxes
+    cfg = dataclasses.replace(SMALL, isotropic=True, init_params=boxes)
+    model = Localizer(cfg)
+    x = _probs((2, 32, 32, 9))
+    v = _init(model, x)
+    assert v["params"]["fc"]["kernel"].shape[-1] == 6 * 3
+    _, params = model.apply(v, x, train=False, return_params=True)
+    s_init = np.broadcast_to((boxes[:, 0] + boxes[:, 1]) / 2, (2, 6))
+    np.testing.assert_allclose(params[..., 0], s_init, atol=1e-6)
+    np.testing.assert_allclose(params[..., 1], s_init, atol=1e-6)
+    theta = model.apply(_perturb_fc(v, scale=1.0), x, train=False)
+    np.testing.assert_array_equal(theta[..., 0, 0], theta[..., 1, 1])
+    assert not np.allclose(theta[..., 0, 0], theta[0, 0, 0, 0])  # not frozen
+
+
+def test_anisotropic_scales_move_independently():
+    model = Localizer(SMALL)
+    x = _probs((2, 32, 32, 9))
+    theta = model.apply(_perturb_fc(_init(model, x), scale=1.0), x, train=False)
+    assert not np.allclose(theta[..., 0, 0], theta[..., 1, 1])
+
+
+def test_fc_relu_switch():
+    cfg = dataclasses.replace(SMALL, fc_relu=True)
+    model = Localizer(cfg)
+    x = _probs((2, 32, 32, 9))
+    _, params = model.apply(_init(model, x), x, train=False, return_params=True)
+    np.testing.assert_allclose(params, np.broadcast_to(np.maximum(INIT, 0), (2, 6, 4)), atol=1e-7)
+
+
+def test_train_mode_updates_batch_stats():
+    model = Localizer(SMALL)
+    x = _probs((4, 32, 32, 9))
+    v = _init(model, x)
+    _, upd = model.apply(_perturb_fc(v), x, train=True, mutable=["batch_stats"])
+    assert not np.allclose(upd["batch_stats"]["features"]["bn_0"]["mean"],
+                           v["batch_stats"]["features"]["bn_0"]["mean"])
+
+
+def test_jit_compiles_once():
+    model = Localizer(SMALL)
+    x = _probs((2, 32, 32, 9))
+    v = _perturb_fc(_init(model, x))
+
+    @jax.jit
+    @chex.assert_max_traces(n=1)
+    def f(v, x):
+        return model.apply(v, x, train=False)
+
+    f(v, x)
+    f(v, _probs((2, 32, 32, 9), seed=5))
+    f(_perturb_fc(v, seed=7), x)
+
+
+@pytest.mark.parametrize(
+    "cfg, shape, match",
+    [
+        (SMALL, (2, 32, 32, 3), "9"),
+        (SMALL, (32, 32, 9), "NHWC"),
+        (SMALL, (2, 64, 64, 9), "input_size"),
+        (LocalizerConfig(backbone="resnet18"), (1, 16, 16, 9), ">= 32"),
+    ],
+)
+def test_bad_input_raises(cfg, shape, match):
+    with pytest.raises(ValueError, match=match):
+        jax.eval_shape(lambda: Localizer(cfg).init(KEY, jnp.zeros(shape), train=False))
+
+
+def test_config_validation():
+    with pytest.raises(ValueError):
+        LocalizerConfig(backbone="vgg16")
+    with pytest.raises(ValueError):
+        LocalizerConfig(channels=(4, 4, 8))
+
+
+# --------------------------------------------------------------------------- resnet18
+
+
+def test_resnet18_param_count_and_layout():
+    """torchvision resnet18 with 9-ch conv1 (11,213,796 in torch) minus the 12 dead fc rows."""
+    model = Localizer(LocalizerConfig(backbone="resnet18"))
+    v = jax.eval_shape(lambda: model.init(KEY, jnp.zeros((1, 128, 128, 9)), train=False))
+    assert count_params(v["params"]) == 11_213_796 - 12 * 513
+    p = v["params"]["features"]
+    assert p["conv1"]["kernel"].shape == (7, 7, 9, 64) and "bias" not in p["conv1"]
+    assert "downsample_conv" in p["layer2_0"] and "downsample_conv" not in p["layer1_0"]
+    assert v["params"]["fc"]["kernel"].shape == (512, 24)
+
+
+def test_resnet18_init_boxes_and_any_size():
+    model = Localizer(LocalizerConfig(backbone="resnet18"))
+    x = _probs((2, 40, 36, 9))
+    v = _init(model, x)
+    theta, params = model.apply(v, x, train=False, return_params=True)
+    np.testing.assert_allclose(params, np.broadcast_to(INIT, (2, 6, 4)), atol=1e-7)
+    theta = model.apply(_perturb_fc(v), x, train=False)
+    np.testing.assert_array_equal(theta[..., 0, 1], 0)
+
+
+# --------------------------------------------------------------------------- torch parity
+
+
+def _torch_resnet18_twin(num_out=36):
+    """Our own torch statement of torchvision's resnet18 layout with the authors' 9-channel
+    conv1 and fc 512 -> 36 (notes sec. 2.1); torchvision itself is not importable here."""
+    import torch
+    from torch import nn as tnn
+
+    class Block(tnn.Module):
+        def __init__(self, cin, cout, stride):
+            super().__init__()
+            self.conv1 = tnn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+            self.bn1 = tnn.BatchNorm2d(cout)
+            self.conv2 = tnn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+            self.bn2 = tnn.BatchNorm2d(cout)
+            self.downsample = None
+            if stride != 1 or cin != cout:
+                self.downsample = tnn.Sequential(tnn.Conv2d(cin, cout, 1, stride, bias=False),
+                                                 tnn.BatchNorm2d(cout))
+
+        def forward(self, x):
+            h = torch.relu(self.bn1(self.conv1(x)))
+            h = self.bn2(self.conv2(h))
+            return torch.relu(h + (x if self.downsample is None else self.downsample(x)))
+
+    class Net(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = tnn.Conv2d(9, 64, 7, 2, 3, bias=False)
+            self.bn1 = tnn.BatchNorm2d(64)
+            self.maxpool = tnn.MaxPool2d(3, 2, 1)
+            widths = [(64, 64, 1), (64, 128, 2), (128, 256, 2), (256, 512, 2)]
+            for i, (cin, cout, s) in enumerate(widths, start=1):
+                setattr(self, f"layer{i}", tnn.Sequential(Block(cin, cout, s), Block(cout, cout, 1)))
+            self.fc = tnn.Linear(512, num_out)
+
+        def forward(self, x):
+            x = self.maxpool(torch.relu(self.bn1(self.conv1(x))))
+            for i in range(1, 5):
+                x = getattr(self, f"layer{i}")(x)
+            theta = self.fc(x.mean(dim=(2, 3))).view(-1, 6, 2, 3)
+            mask = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]])
+            return theta * mask
+
+    return Net()
+
+
+def test_resnet18_parity_with_pytorch():
+    import torch
+    from torch import nn as tnn
+
+    from stn_icnn_jax.localizer import torch_resnet18_to_flax
+
+    torch.manual_seed(0)
+    twin = _torch_resnet18_twin()
+    assert sum(p.numel() for p in twin.parameters()) == 11_213_796  # notes sec. 1.5
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for m in twin.modules():
+            if isinstance(m, tnn.BatchNorm2d):
+                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
+    cfg = LocalizerConfig(backbone="resnet18")
+    variables = torch_resnet18_to_flax(twin.state_dict(), cfg)
+    x = np.array(_probs((2, 64, 64, 9)))
+    theta = jax.jit(lambda v, x: Localizer(cfg).apply(v, x, train=False))(variables, jnp.asarray(x))
+    with torch.no_grad():
+        theta_t = twin.eval()(torch.from_numpy(x).permute(0, 3, 1, 2)).numpy()
+    np.testing.assert_allclose(np.asarray(theta), theta_t, rtol=1e-4, atol=1e-5)
+    assert np.abs(theta_t).max() > 1e-2
+    with pytest.raises(ValueError, match="missing"):
+        torch_resnet18_to_flax({k: v for k, v in twin.state_dict().items() if k != "fc.bias"}, cfg)
