@@ -21,14 +21,22 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("--version", action="version", version=f"stn-icnn {__version__}")
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    from stn_icnn_jax.data.build_cli import add_data_parser  # `stn-icnn data ...`
+    from stn_icnn_jax.train_cli import add_train_parser  # `stn-icnn train ...`
+
+    add_data_parser(subparsers)
+    add_train_parser(subparsers)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``stn-icnn`` console script."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "accepts_overrides", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.overrides = extra
     if args.command is None:
         parser.print_help()
         return 0
