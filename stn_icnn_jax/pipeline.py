@@ -1,0 +1,338 @@
+"""The composed STN-iCNN forward pass (paper eqs. 1-6) as pure functions.
+
+    rough_image (N,r,r,3) --K--> rough logits (N,r,r,9) --softmax--> L --> theta (N,6,2,3)
+    canvas (N,C,C,3) --crop(theta)--> patches (N,6,h,w,3) --K_i--> part logits
+    part softmax --paste_window(theta)--> fused (N,C,C,9) --argmax--> labels (N,C,C)
+
+``STNiCNN`` is one flax module holding the three networks under the parameter names
+``rough`` (stage-1 iCNN K), ``localizer`` (L) and ``parts`` (the part iCNNs K_i); the
+functions below (``forward``, ``parse``) are pure and jit-able.
+
+Frames and conventions (where the paper and the authors' code disagree, notes.md 2.3/2.6):
+
+- ``theta_frame="image"`` (default, the paper's eq. 21 with W the image width): L
+  predicts theta relative to the unpadded image, and the pipeline converts it to the
+  canvas (``sampler.theta_to_frame``) with each example's size and offset; L never needs
+  to know how much padding there was. ``"canvas"`` (authors): L predicts canvas theta.
+- ``theta_convention="paper"`` (eq. 21: s = w̄/W, align_corners=False) or ``"authors"``
+  (s = (w̄-1)/(W-1), align_corners=True). Both put an odd crop at an integer centre on
+  the integer pixel grid.
+- Paste-back fuses the part softmax maps as the authors do (notes.md 2.5): background =
+  product over parts of their background probability (1 outside a patch), each
+  foreground class from its own part, then argmax with ties to the lower index.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Literal
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from stn_icnn_jax import part_centers, sampler
+from stn_icnn_jax.icnn import ICNN, ICNNConfig, PartModels
+from stn_icnn_jax.localizer import Localizer, LocalizerConfig
+
+NUM_CLASSES = 9
+
+
+@dataclasses.dataclass(frozen=True)
+class STNiCNNConfig:
+    """Everything that shapes the model (hashable: a flax module field).
+
+    Attributes:
+      rough: stage-1 iCNN (9 labels).
+      parts: part iCNN template (its num_labels is replaced per part).
+      share_left_right: right brow/eye use the left model through a flip.
+      localizer: the STN localisation net.
+      rough_size: side of the stage-1 input (128).
+      crop_size: side of the part patches (81 HELEN, 127 CelebAMask-HQ; odd).
+      theta_convention: ``"paper"`` or ``"authors"`` (see the module docstring).
+      theta_frame: ``"image"`` (paper) or ``"canvas"`` (authors).
+      paste_margin: extra pixels around each patch in the paste-back window (covers
+        predicted scales a little above 1:1; pixels beyond the window are dropped).
+      canvas_size: side of the zero-padded canvas the crops are taken from; part of the
+        model because canvas-frame theta (``theta_frame="canvas"``) is relative to it.
+    """
+
+    rough: ICNNConfig = ICNNConfig.paper(NUM_CLASSES)
+    parts: ICNNConfig = ICNNConfig.paper(2)
+    share_left_right: bool = True
+    localizer: LocalizerConfig = LocalizerConfig()
+    rough_size: int = 128
+    crop_size: int = 81
+    theta_convention: Literal["paper", "authors"] = "paper"
+    theta_frame: Literal["image", "canvas"] = "image"
+    paste_margin: int = 8
+    canvas_size: int = 1024
+
+    def __post_init__(self):
+        if self.crop_size % 2 == 0:
+            raise ValueError(
+                f"crop_size must be odd so a crop at an integer centre samples whole pixels "
+                f"(paper section 3.3), got {self.crop_size}"
+            )
+        if self.theta_convention not in ("paper", "authors"):
+            raise ValueError(f"theta_convention must be 'paper' or 'authors', got {self.theta_convention!r}")
+        if self.theta_frame not in ("image", "canvas"):
+            raise ValueError(f"theta_frame must be 'image' or 'canvas', got {self.theta_frame!r}")
+        if self.rough.num_labels != NUM_CLASSES:
+            raise ValueError(f"the rough iCNN must have {NUM_CLASSES} labels, got {self.rough.num_labels}")
+
+    @property
+    def align_corners(self) -> bool:
+        return sampler.align_corners_for(self.theta_convention)
+
+    @classmethod
+    def authors(cls, **overrides) -> "STNiCNNConfig":
+        """The authors' code: their iCNN layers, ResNet-18 L, canvas theta, align_corners."""
+        base = dict(
+            rough=ICNNConfig.authors(NUM_CLASSES),
+            parts=ICNNConfig.authors(2),
+            localizer=LocalizerConfig(backbone="resnet18"),
+            theta_convention="authors",
+            theta_frame="canvas",
+        )
+        base.update(overrides)
+        return cls(**base)
+
+
+class STNiCNN(nn.Module):
+    """The three networks; call methods through ``model.apply(..., method=...)``."""
+
+    config: STNiCNNConfig = STNiCNNConfig()
+
+    def setup(self):
+        cfg = self.config
+        self.rough = ICNN(cfg.rough)
+        self.localizer = Localizer(cfg.localizer)
+        self.parts = PartModels(cfg.parts, cfg.share_left_right)
+
+    def rough_logits(self, rough_image: jax.Array, train: bool) -> jax.Array:
+        """(N, r, r, 3) in [0, 1] -> (N, r, r, 9) logits (eq. 1)."""
+        return self.rough(rough_image, train)
+
+    def localize(self, rough_logits: jax.Array, train: bool) -> jax.Array:
+        """(N, r, r, 9) logits -> theta (N, 6, 2, 3) in the configured frame (eq. 2)."""
+        return self.localizer(jax.nn.softmax(rough_logits, axis=-1), train)
+
+    def part_logits(self, patches: jax.Array, train: bool) -> tuple[jax.Array, ...]:
+        """(N, 6, h, w, 3) -> six (N, h, w, C_i) logits (eq. 4)."""
+        return self.parts(patches, train)
+
+    def __call__(self, rough_image: jax.Array, patches: jax.Array, train: bool = False):
+        """Touches every sub-network once (for ``init``)."""
+        logits = self.rough_logits(rough_image, train)
+        return logits, self.localize(logits, train), self.part_logits(patches, train)
+
+
+# --------------------------------------------------------------------------- theta
+
+
+def canvas_shape(batch: dict, config: STNiCNNConfig) -> tuple[int, int]:
+    """The canvas (H, W): the batch's ``canvas`` if it has one, else ``config.canvas_size``."""
+    for key in ("canvas", "canvas_label"):
+        if key in batch:
+            shape = tuple(batch[key].shape[1:3])
+            if config.theta_frame == "canvas" and shape != (config.canvas_size,) * 2:
+                raise ValueError(
+                    f"batch {key} is {shape[0]}x{shape[1]} but the model's canvas-frame theta "
+                    f"is relative to a {config.canvas_size} canvas (model canvas_size)"
+                )
+            return shape
+    return (config.canvas_size, config.canvas_size)
+
+
+def to_canvas_theta(theta: jax.Array, batch: dict, config: STNiCNNConfig) -> jax.Array:
+    """theta in the configured frame -> theta on the canvas, (N, 6, 2, 3)."""
+    if config.theta_frame == "canvas":
+        return theta
+    return sampler.theta_to_frame(
+        theta, batch["image_origin"], batch["image_size"], canvas_shape(batch, config),
+        config.align_corners,
+    )
+
+
+def ground_truth_theta(batch: dict, config: STNiCNNConfig) -> jax.Array:
+    """theta of eq. 21 from the batch's part centres, in the configured frame, (N, 6, 2, 3)."""
+    centers = jnp.asarray(batch["centers"], jnp.float32)
+    crop = (config.crop_size, config.crop_size)
+    if config.theta_frame == "image":
+        size = jnp.asarray(batch["image_size"], jnp.float32)[:, None, :]
+        return sampler.theta_from_centers(centers, crop, size, config.theta_convention)
+    origin = jnp.asarray(batch["image_origin"], jnp.float32)[:, None, :]
+    return sampler.theta_from_centers(centers + origin, crop, canvas_shape(batch, config),
+                                      config.theta_convention)
+
+
+# --------------------------------------------------------------------------- crop / paste
+
+
+def crop_patches(canvas: jax.Array, theta_canvas: jax.Array, config: STNiCNNConfig) -> jax.Array:
+    """Bilinear crops of the (uint8 or [0, 1] float) canvas: (N, 6, h, w, 3) float32 (eq. 3)."""
+    if canvas.dtype == jnp.uint8:
+        canvas = canvas.astype(jnp.float32) / 255.0
+    size = (config.crop_size, config.crop_size)
+    return sampler.crop(canvas, theta_canvas, size, mode="bilinear",
+                        align_corners=config.align_corners)
+
+
+def crop_label_maps(canvas_label: jax.Array, theta_canvas: jax.Array,
+                    config: STNiCNNConfig) -> tuple[jax.Array, ...]:
+    """Nearest crops of the 9-class canvas map -> six per-part class maps (N, h, w) int32."""
+    size = (config.crop_size, config.crop_size)
+    crops = sampler.crop(
+        canvas_label.astype(jnp.float32)[..., None], jax.lax.stop_gradient(theta_canvas), size,
+        mode="nearest", align_corners=config.align_corners,
+    )
+    return part_centers.part_label_maps(jnp.rint(crops[..., 0]).astype(jnp.int32))
+
+
+def fuse_parts(part_probs: tuple[jax.Array, ...], theta_canvas: jax.Array,
+               canvas_size: tuple[int, int], config: STNiCNNConfig) -> jax.Array:
+    """Paste the six part softmax maps back and fuse them: (N, C, C, 9) probabilities (eq. 5).
+
+    Only a window of (crop_size + 2 * paste_margin)^2 canvas pixels per part is touched.
+    """
+    n = part_probs[0].shape[0]
+    hc, wc = canvas_size
+    window = (config.crop_size + 2 * config.paste_margin,) * 2
+    pad = max(window)
+    # [1 - p_bg, p_fg...] so everything pasted is 0 outside the patch; pad to 4 channels.
+    stacked = jnp.stack(
+        [jnp.pad(jnp.concatenate([1.0 - p[..., :1], p[..., 1:]], axis=-1),
+                 ((0, 0), (0, 0), (0, 0), (0, 4 - p.shape[-1])))
+         for p in part_probs], axis=1)
+    values, origin = sampler.paste_window(
+        stacked, theta_canvas, canvas_size, window, mode="nearest",
+        align_corners=config.align_corners,
+    )
+    background = jnp.ones((n, hc + 2 * pad, wc + 2 * pad), jnp.float32)
+    foreground = jnp.zeros((n, hc + 2 * pad, wc + 2 * pad, NUM_CLASSES - 1), jnp.float32)
+
+    def place(bg, fg, value, start, classes):
+        # value (wh, ww, 4); start (2,) top-left in the padded canvas. Windows wholly
+        # off the canvas are clamped by dynamic_slice into the padding, where they vanish.
+        region = jax.lax.dynamic_slice(bg, start, window)
+        bg = jax.lax.dynamic_update_slice(bg, region * (1.0 - value[..., 0]), start)
+        fg_start = (start[0], start[1], 0)
+        region = jax.lax.dynamic_slice(fg, fg_start, window + (NUM_CLASSES - 1,))
+        add = jnp.zeros_like(region).at[..., [c - 1 for c in classes]].set(
+            value[..., 1 : 1 + len(classes)]
+        )
+        return bg, jax.lax.dynamic_update_slice(fg, region + add, fg_start)
+
+    starts = origin.astype(jnp.int32) + pad
+    for p, classes in enumerate(part_centers.PART_CLASSES):
+        background, foreground = jax.vmap(
+            lambda bg, fg, v, s, c=classes: place(bg, fg, v, s, c)
+        )(background, foreground, values[:, p], starts[:, p])
+    fused = jnp.concatenate([background[..., None], foreground], axis=-1)
+    return fused[:, pad : pad + hc, pad : pad + wc]
+
+
+# --------------------------------------------------------------------------- passes
+
+
+ModuleModes = dict[str, bool]
+MODULES = ("rough", "localizer", "parts")
+
+
+def module_modes(train: bool | ModuleModes) -> ModuleModes:
+    """``train`` as one flag for all networks or per network (``rough``, ``localizer``, ``parts``)."""
+    if isinstance(train, bool):
+        return {name: train for name in MODULES}
+    unknown = set(train) - set(MODULES)
+    if unknown:
+        raise ValueError(f"unknown module names {sorted(unknown)}; use {MODULES}")
+    return {name: bool(train.get(name, False)) for name in MODULES}
+
+
+def apply_module(model: "STNiCNN", variables: dict, method, *args, train: bool):
+    """Runs one method; returns ``(result, batch_stats)`` (updated only when ``train``)."""
+    stats = variables.get("batch_stats", {})
+    inputs = {"params": variables["params"], "batch_stats": stats}
+    if not train:
+        return model.apply(inputs, *args, False, method=method), stats
+    result, updates = model.apply(inputs, *args, True, method=method, mutable=["batch_stats"])
+    return result, updates["batch_stats"]
+
+
+def forward(
+    model: STNiCNN,
+    variables: dict,
+    batch: dict,
+    train: bool | ModuleModes,
+    theta_source: Literal["predicted", "ground_truth"] = "predicted",
+) -> tuple[dict[str, Any], dict]:
+    """The training-time pass: stops at the part logits (paper section 2.1).
+
+    Args:
+      model: the module (its config decides frames and conventions).
+      variables: ``{"params": ..., "batch_stats": ...}``.
+      batch: ``rough_image``, ``canvas``, ``image_size``, ``image_origin``; plus
+        ``canvas_label`` for label crops and ``centers`` for ground-truth theta.
+      train: BatchNorm in training mode (batch statistics, updated running stats), for
+        all networks or per network (e.g. ``{"parts": True}``: K and L in eval mode).
+      theta_source: crop with L's theta (end to end) or the ground truth (part pre-training).
+
+    Returns:
+      ``(out, batch_stats)``: ``out`` has ``rough_logits`` (if predicted), ``theta``
+      (configured frame), ``theta_canvas``, ``patches``, ``part_logits`` (6 arrays) and,
+      when the batch has ``canvas_label``, ``part_labels`` (6 int maps made with the same
+      theta, nearest); ``batch_stats`` holds the updated statistics of the networks run
+      in training mode.
+    """
+    cfg = model.config
+    modes = module_modes(train)
+    out: dict[str, Any] = {}
+    variables = dict(variables)
+
+    def run(method, name, *args):
+        result, variables["batch_stats"] = apply_module(
+            model, variables, method, *args, train=modes[name]
+        )
+        return result
+
+    if theta_source == "predicted":
+        out["rough_logits"] = run(STNiCNN.rough_logits, "rough", batch["rough_image"])
+        out["theta"] = run(STNiCNN.localize, "localizer", out["rough_logits"])
+    elif theta_source == "ground_truth":
+        out["theta"] = ground_truth_theta(batch, cfg)
+    else:
+        raise ValueError(f"theta_source must be 'predicted' or 'ground_truth', got {theta_source!r}")
+    out["theta_canvas"] = to_canvas_theta(out["theta"], batch, cfg)
+    out["patches"] = crop_patches(batch["canvas"], out["theta_canvas"], cfg)
+    out["part_logits"] = run(STNiCNN.part_logits, "parts", out["patches"])
+    if "canvas_label" in batch:
+        out["part_labels"] = crop_label_maps(batch["canvas_label"], out["theta_canvas"], cfg)
+    return out, variables.get("batch_stats", {})
+
+
+def parse(model: STNiCNN, variables: dict, batch: dict,
+          theta_source: Literal["predicted", "ground_truth"] = "predicted") -> dict[str, jax.Array]:
+    """Inference (eqs. 1-6): ``labels (N, C, C)`` int32 on the canvas, plus ``probs``
+    (N, C, C, 9), ``theta_canvas`` and (predicted theta) ``rough_logits``.
+
+    ``theta_source="ground_truth"`` crops at the labelled part centres instead (to score
+    the part models alone, as the paper's STN-iCNN* ablations need)."""
+    out, _ = forward(model, variables, {k: v for k, v in batch.items() if k != "canvas_label"},
+                     train=False, theta_source=theta_source)
+    probs = tuple(jax.nn.softmax(z, axis=-1) for z in out["part_logits"])
+    fused = fuse_parts(probs, out["theta_canvas"], canvas_shape(batch, model.config), model.config)
+    return {
+        "labels": jnp.argmax(fused, axis=-1).astype(jnp.int32),
+        "probs": fused,
+        "theta_canvas": out["theta_canvas"],
+        **({"rough_logits": out["rough_logits"]} if "rough_logits" in out else {}),
+    }
+
+
+def init_variables(model: STNiCNN, key: jax.Array) -> dict:
+    """Fresh ``{"params", "batch_stats"}`` for the model's configured sizes."""
+    cfg = model.config
+    rough = jnp.zeros((1, cfg.rough_size, cfg.rough_size, 3), jnp.float32)
+    patches = jnp.zeros((1, 6, cfg.crop_size, cfg.crop_size, 3), jnp.float32)
+    return dict(model.init(key, rough, patches, False))

@@ -1,0 +1,164 @@
+"""pipeline: the composed STN-iCNN pass on tiny configs.
+
+Checks what users rely on: ground-truth crops + perfect part predictions paste back to
+exactly the label map (notes.md 2.5), the training pass returns label crops made with
+the same theta, gradients of the part loss reach K and L through the sampler, and the
+jitted parse compiles once.
+"""
+
+import dataclasses
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from stn_icnn_jax import losses, part_centers, pipeline
+from stn_icnn_jax.icnn import ICNNConfig
+from stn_icnn_jax.localizer import LocalizerConfig
+
+CANVAS = 64
+CROP = 15
+
+
+def tiny_config(**overrides) -> pipeline.STNiCNNConfig:
+    small = dict(channels=(4, 8), num_interlink_layers=1)
+    base = dict(
+        rough=ICNNConfig.paper(9).__class__(**{**dataclasses.asdict(ICNNConfig.paper(9)), **small}),
+        parts=ICNNConfig.paper(2).__class__(**{**dataclasses.asdict(ICNNConfig.paper(2)), **small}),
+        localizer=LocalizerConfig(input_size=16, channels=(4, 4, 8, 8), head_init_scale=1e-2),
+        rough_size=16,
+        crop_size=CROP,
+        canvas_size=CANVAS,
+    )
+    base.update(overrides)
+    return pipeline.STNiCNNConfig(**base)
+
+
+def _label_canvas():
+    """A 9-class image of 40x50 on a 64 canvas with each part small enough for a 15 crop."""
+    h, w = 40, 50
+    label = np.zeros((h, w), np.int32)
+    label[5:8, 8:18] = 1     # brow l
+    label[5:8, 32:42] = 2    # brow r
+    label[11:15, 10:17] = 3  # eye l
+    label[11:15, 33:40] = 4  # eye r
+    label[16:26, 22:28] = 5  # nose
+    label[29:31, 18:32] = 6  # upper lip
+    label[31:33, 19:31] = 7  # inner mouth
+    label[33:36, 18:32] = 8  # lower lip
+    return label
+
+
+def _batch(label, image_seed=0):
+    h, w = label.shape
+    top, left = (CANVAS - h) // 2, (CANVAS - w) // 2
+    canvas_label = np.zeros((1, CANVAS, CANVAS), np.int32)
+    canvas_label[0, top : top + h, left : left + w] = label
+    rng = np.random.default_rng(image_seed)
+    canvas = np.zeros((1, CANVAS, CANVAS, 3), np.uint8)
+    canvas[0, top : top + h, left : left + w] = rng.integers(0, 255, (h, w, 3))
+    probs = np.eye(9, dtype=np.float32)[label][None]
+    centers, present = part_centers.part_centers(probs, "paper")
+    return {
+        "rough_image": rng.random((1, 16, 16, 3), dtype=np.float32),
+        "canvas": canvas,
+        "canvas_label": canvas_label,
+        "image_size": np.array([[h, w]], np.int32),
+        "image_origin": np.array([[top, left]], np.int32),
+        "centers": centers,
+        "centers_present": present,
+    }
+
+
+@pytest.mark.parametrize("convention", ["paper", "authors"])
+@pytest.mark.parametrize("frame", ["image", "canvas"])
+def test_perfect_parts_paste_back_to_the_label_map(convention, frame):
+    cfg = tiny_config(theta_convention=convention, theta_frame=frame)
+    batch = _batch(_label_canvas())
+    theta = pipeline.to_canvas_theta(pipeline.ground_truth_theta(batch, cfg), batch, cfg)
+    part_labels = pipeline.crop_label_maps(jnp.asarray(batch["canvas_label"]), theta, cfg)
+    # Every labelled pixel of each part lies inside its crop.
+    for p, classes in enumerate(part_centers.PART_CLASSES):
+        inside = int((np.asarray(part_labels[p]) > 0).sum())
+        assert inside == int(np.isin(batch["canvas_label"], classes).sum())
+    probs = tuple(jax.nn.one_hot(lab, 4 if p == 5 else 2) for p, lab in enumerate(part_labels))
+    fused = pipeline.fuse_parts(probs, theta, (CANVAS, CANVAS), cfg)
+    labels = np.asarray(jnp.argmax(fused, -1))
+    np.testing.assert_array_equal(labels, batch["canvas_label"])
+    np.testing.assert_allclose(np.asarray(fused.sum(-1))[labels > 0], 1.0, atol=1e-6)
+
+
+def test_gt_crops_of_image_and_canvas_frames_agree():
+    batch = _batch(_label_canvas())
+    a = tiny_config(theta_frame="image")
+    b = tiny_config(theta_frame="canvas")
+    pa = pipeline.crop_patches(jnp.asarray(batch["canvas"]),
+                               pipeline.to_canvas_theta(pipeline.ground_truth_theta(batch, a), batch, a), a)
+    pb = pipeline.crop_patches(jnp.asarray(batch["canvas"]),
+                               pipeline.to_canvas_theta(pipeline.ground_truth_theta(batch, b), batch, b), b)
+    np.testing.assert_allclose(np.asarray(pa), np.asarray(pb), atol=1e-5)
+    # The nose crop at an integer centre is the integer slice of the canvas (Fig. 8).
+    cy, cx = (np.asarray(batch["centers"][0, 4]) + batch["image_origin"][0]).astype(int)
+    r = CROP // 2
+    expected = batch["canvas"][0, cy - r : cy + r + 1, cx - r : cx + r + 1] / 255.0
+    np.testing.assert_allclose(np.asarray(pa[0, 4]), expected, atol=1e-6)
+
+
+def test_forward_and_end_to_end_gradients_reach_rough_and_localizer():
+    cfg = tiny_config()
+    model = pipeline.STNiCNN(cfg)
+    variables = pipeline.init_variables(model, jax.random.key(0))
+    batch = jax.tree.map(jnp.asarray, _batch(_label_canvas()))
+
+    def loss_fn(params):
+        out, stats = pipeline.forward(model, {**variables, "params": params}, batch, train=True)
+        return losses.joint_loss(out["part_logits"], out["part_labels"]), (out, stats)
+
+    (loss, (out, stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(variables["params"])
+    assert np.isfinite(float(loss))
+    chex.assert_shape(out["patches"], (1, 6, CROP, CROP, 3))
+    assert [z.shape[-1] for z in out["part_logits"]] == [2, 2, 2, 2, 2, 4]
+    assert [lab.shape for lab in out["part_labels"]] == [(1, CROP, CROP)] * 6
+    for name in ("rough", "localizer", "parts"):
+        norm = sum(float(jnp.abs(g).sum()) for g in jax.tree.leaves(grads[name]))
+        assert norm > 0, f"no gradient reached {name}"
+    # Running statistics moved in training mode.
+    moved = jax.tree.map(lambda a, b: float(jnp.abs(a - b).max()), stats, variables["batch_stats"])
+    assert max(jax.tree.leaves(moved)) > 0
+
+
+def test_ground_truth_forward_has_no_rough_pass():
+    cfg = tiny_config()
+    model = pipeline.STNiCNN(cfg)
+    variables = pipeline.init_variables(model, jax.random.key(1))
+    batch = jax.tree.map(jnp.asarray, _batch(_label_canvas()))
+    out, _ = pipeline.forward(model, variables, batch, train=False, theta_source="ground_truth")
+    assert "rough_logits" not in out
+    with pytest.raises(ValueError, match="theta_source"):
+        pipeline.forward(model, variables, batch, train=False, theta_source="oracle")
+
+
+def test_parse_is_jitted_once_and_labels_are_in_range():
+    cfg = tiny_config()
+    model = pipeline.STNiCNN(cfg)
+    variables = pipeline.init_variables(model, jax.random.key(2))
+
+    @jax.jit
+    @chex.assert_max_traces(n=1)
+    def run(variables, batch):
+        return pipeline.parse(model, variables, batch)["labels"]
+
+    for seed in range(2):
+        batch = jax.tree.map(jnp.asarray, _batch(_label_canvas(), image_seed=seed))
+        labels = run(variables, batch)
+        assert labels.shape == (1, CANVAS, CANVAS)
+        assert 0 <= int(labels.min()) and int(labels.max()) < 9
+
+
+def test_config_errors():
+    with pytest.raises(ValueError, match="odd"):
+        tiny_config(crop_size=16)
+    with pytest.raises(ValueError, match="theta_frame"):
+        tiny_config(theta_frame="face")
