@@ -154,10 +154,20 @@ def _merge_stats(old: Any, new: Any, keep: dict[str, bool]) -> Any:
 
 def make_train_step(
     model: pipeline.STNiCNN, stage_name: Stage, stage: StageConfig,
-    tx: optax.GradientTransformation,
+    tx: optax.GradientTransformation, axis_name: str | None = None,
 ) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
-    """A pure ``train_step(state, batch) -> (state, metrics)`` (jit it once)."""
+    """A pure ``train_step(state, batch) -> (state, metrics)`` (jit it once).
+
+    ``axis_name``: when the step runs per device inside ``shard_map`` (per-device
+    BatchNorm statistics, as the authors' multi-GPU ``DataParallel`` runs had),
+    gradients, metrics and the new BN statistics are averaged over that mesh axis, so
+    every device keeps identical parameters. None (default): the step sees the global
+    batch and BN statistics are global.
+    """
     modes = _stage_modes(stage_name, stage)
+
+    def average(tree):
+        return tree if axis_name is None else jax.lax.pmean(tree, axis_name)
 
     def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
         grad_fn = jax.value_and_grad(
@@ -165,6 +175,7 @@ def make_train_step(
             has_aux=True,
         )
         (loss, (step_metrics, new_stats)), grads = grad_fn(state.params)
+        grads, step_metrics, new_stats = average((grads, step_metrics, new_stats))
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         batch_stats = _merge_stats(state.batch_stats, new_stats, modes)
