@@ -76,6 +76,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
+from stn_icnn_jax.part_centers import PART_NAMES
+
 __all__ = [
     "ICNNConfig",
     "ICNN",
@@ -404,8 +406,8 @@ class ICNN(nn.Module):
 
 # --------------------------------------------------------------------------- stage 2
 
-PART_NAMES: tuple[str, ...] = ("brow_L", "brow_R", "eye_L", "eye_R", "nose", "mouth")
-"""Order of the 6 stage-2 patches (left/right as in the label list: classes 1..8)."""
+# The order of the 6 stage-2 patches (left/right as in the label list: classes 1..8) is
+# defined once, with the classes of each part, in ``part_centers``.
 
 PART_LABELS: tuple[int, ...] = (2, 2, 2, 2, 2, 4)
 """Classes per part: (bg, part) for brows/eyes/nose; (bg, upper lip, inner mouth, lower lip)."""

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-PART_NAMES = ("brow_l", "brow_r", "eye_l", "eye_r", "nose", "mouth")
+PART_NAMES = ("brow_L", "brow_R", "eye_L", "eye_R", "nose", "mouth")
 #: 9-class indices that make up each part, in PART_NAMES order.
 PART_CLASSES = ((1,), (2,), (3,), (4,), (5,), (6, 7, 8))
 NUM_PARTS = len(PART_NAMES)
