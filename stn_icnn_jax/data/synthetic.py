@@ -775,11 +775,11 @@ class _Face:
         fringe_ok = self.hair_style in ("short", "bob", "long", "curly")
         fp = cfg.fringe_prob * (0.4 if self.masc and self.hair_style == "short" else 1.0)
         self.fringe = fringe_ok and r.random() < fp
-        if self.fringe:
-            brow_y = -self.b_gap
-            self.fringe_y = brow_y + _u(r, -0.25, 0.12)
-            self.fringe_slope = _u(r, -0.25, 0.25) if r.random() < 0.5 else 0.0
-            self.fringe_jag = _u(r, 0.0, 0.08)
+        # drawn whether used or not: the fringe flag does not change the rest
+        brow_y = -self.b_gap
+        self.fringe_y = brow_y + _u(r, -0.25, 0.12)
+        self.fringe_slope = _u(r, -0.25, 0.25) * (r.random() < 0.5)
+        self.fringe_jag = _u(r, 0.0, 0.08)
         self.meta.update(hair_style=self.hair_style, hair_color=self.hair_name, fringe=bool(self.fringe))
 
     def _hair_texture(self, bb, base, crown=(0.0, -2.3), curly=False, amount=1.0):
@@ -876,7 +876,6 @@ class _Face:
     def _hair_window(self):
         """The part of the head the hair does not cover (forehead and face), face units."""
         hl = self.hairline
-        part = self.part
         xs = np.linspace(-0.92, 0.92, 40) * self.fw
         # hairline: rounded, dips at the temples, optional widow's peak
         ax_ = np.abs(xs) / self.fw
@@ -1251,7 +1250,6 @@ class _Face:
             return
         X, Y = g.grid(bb)
         yc = np.linspace(top - 0.1, base + 0.1, 24)
-        prof = self._nose_poly()[1]
         tipz = 0.22 * _smoothstep(top, base - 0.1, yc)
         axis = g.view(np.stack([np.zeros_like(yc), yc], 1), tipz)
         half = poly[: len(poly) // 2]
@@ -1397,7 +1395,6 @@ class _Face:
                 continue
             h, w = cov.shape
             soft = cv2.GaussianBlur(cov, (0, 0), max(0.6, 0.03 * self.scale))
-            X, Y = g.grid(bb)
             # keep the lips clear (labels stay exact: facial hair is face skin)
             lipmask = np.zeros_like(cov)
             ys_, xs_ = cv.sl(bb)
@@ -1477,7 +1474,6 @@ class _Face:
         bridge = _stroke(np.array([[-gcx + gw * 0.9, gy - gh * 0.3], [0, gy - gh * 0.45], [gcx - gw * 0.9, gy - gh * 0.3]]), th * 0.6)
         temples = []
         for s in (-1, 1):
-            far = s * g.syaw > 0.05
             tp = np.array([[s * (gcx + gw), gy - gh * 0.4], [s * self.fw * 1.0, gy - gh * 0.3]])
             temples.append(g.P_outline(_stroke(tp, th * 0.5), 0.1 + 0.0 * np.arange(4)))
         all_pts = [p for pair in rings for p in pair] + [g.P(bridge, 0.14)] + temples
@@ -1527,7 +1523,7 @@ class _Face:
 
     def _draw_occluder(self):
         cv, g, r = self.cv, self.g, self.r_occ
-        self.meta.update(occluder="none", occluder_x0=-1, occluder_y0=-1, occluder_x1=-1, occluder_y1=-1)
+        self.meta.update(occluder="none", occluder_target="none", occluder_x0=-1, occluder_y0=-1, occluder_x1=-1, occluder_y1=-1)
         if r.random() >= self.cfg.occluder_prob:
             return
         kind = "hand" if r.random() < self.cfg.hand_fraction else "block"
