@@ -684,7 +684,9 @@ def theta_from_centers(
 ) -> Float[Array, "... 2 3"]:
     """Crop theta (eq. 21) of a (h̄, w̄) window centred on ``centers`` (..., 2) = (y, x).
 
-    Centres are pixel-index coordinates (pixel c has its centre at c); canvas_size = (H, W).
+    Centres are pixel-index coordinates (pixel c has its centre at c). ``canvas_size`` =
+    (H, W) is either a static pair of ints or an array whose last axis is (H, W) and
+    which broadcasts against ``centers`` (per-example image sizes, e.g. (N, 1, 2)).
 
     * "paper" (use with align_corners=False): sx = w̄/W, tx = -1 + 2 (x + 0.5)/W, i.e.
       eq. 21 with x measured in continuous coordinates where pixel c spans [c, c + 1].
@@ -696,11 +698,21 @@ def theta_from_centers(
     if jnp.ndim(centers) < 1 or jnp.shape(centers)[-1] != 2:
         raise ValueError(f"centers must have shape (..., 2) as (y, x), got {jnp.shape(centers)}")
     hb, wb = _check_size(crop_size, "crop_size")
-    hh, ww = _check_size(canvas_size, "canvas_size")
     if convention not in _CONVENTIONS:
         raise ValueError(f"convention must be one of {_CONVENTIONS}, got {convention!r}")
     centers = jnp.asarray(centers)
     dt = _coord_dtype(centers) if jnp.issubdtype(centers.dtype, jnp.floating) else jnp.float32
+    if isinstance(canvas_size, (tuple, list)) and len(canvas_size) == 2 and all(
+        isinstance(v, (int, np.integer)) for v in canvas_size
+    ):
+        hh, ww = (jnp.asarray(v, dt) for v in _check_size(canvas_size, "canvas_size"))
+    else:
+        sizes = jnp.asarray(canvas_size, dt)
+        if sizes.ndim < 1 or sizes.shape[-1] != 2:
+            raise ValueError(
+                f"canvas_size must be (H, W) ints or an array (..., 2), got shape {sizes.shape}"
+            )
+        hh, ww = sizes[..., 0], sizes[..., 1]
     y = centers[..., 0].astype(dt)
     x = centers[..., 1].astype(dt)
     if convention == "paper":
@@ -708,10 +720,10 @@ def theta_from_centers(
         tx = -1 + 2 * (x + 0.5) / ww
         ty = -1 + 2 * (y + 0.5) / hh
     else:
-        sx = (wb - 1) / (ww - 1) if ww > 1 else 0.0
-        sy = (hb - 1) / (hh - 1) if hh > 1 else 0.0
-        tx = -1 + 2 * x / max(ww - 1, 1)
-        ty = -1 + 2 * y / max(hh - 1, 1)
+        sx = (wb - 1) / jnp.maximum(ww - 1, 1)
+        sy = (hb - 1) / jnp.maximum(hh - 1, 1)
+        tx = -1 + 2 * x / jnp.maximum(ww - 1, 1)
+        ty = -1 + 2 * y / jnp.maximum(hh - 1, 1)
     z = jnp.zeros_like(x)
     return jnp.stack(
         [jnp.stack([z + sx, z, tx], -1), jnp.stack([z, z + sy, ty], -1)], axis=-2

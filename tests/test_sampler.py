@@ -323,3 +323,16 @@ def test_jit_and_vmap():
     # vmap over faces (the fallback cond becomes a select; results unchanged)
     vm = jax.vmap(lambda xi, ti: S.crop(xi[None], ti[None], (5, 5), window=(7, 7))[0])(x, th)
     np.testing.assert_allclose(vm, S.crop(x, th, (5, 5), method="general"), atol=1e-5)
+
+
+def test_theta_from_centers_accepts_per_example_sizes():
+    centers = jnp.array([[[10.0, 20.0], [3.0, 4.0]], [[7.0, 9.0], [0.0, 1.0]]])
+    sizes = jnp.array([[40, 50], [33, 61]])
+    for convention in ("paper", "authors"):
+        batched = S.theta_from_centers(centers, (15, 15), sizes[:, None, :], convention)
+        for n in range(2):
+            one = S.theta_from_centers(centers[n], (15, 15), tuple(int(v) for v in sizes[n]),
+                                             convention)
+            np.testing.assert_allclose(np.asarray(batched[n]), np.asarray(one), rtol=1e-6)
+    with pytest.raises(ValueError, match="canvas_size"):
+        S.theta_from_centers(centers, (15, 15), jnp.zeros((2, 3)))
