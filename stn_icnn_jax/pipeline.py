@@ -331,8 +331,15 @@ def parse(model: STNiCNN, variables: dict, batch: dict,
 
 
 def init_variables(model: STNiCNN, key: jax.Array) -> dict:
-    """Fresh ``{"params", "batch_stats"}`` for the model's configured sizes."""
+    """Fresh ``{"params", "batch_stats"}`` for the model's configured sizes.
+
+    The initialisers draw from an ``rbg`` key derived from ``key``: XLA on CPU takes
+    about a minute to compile threefry draws of these networks' sizes, rbg ~10 s.
+    Deterministic in ``key``.
+    """
     cfg = model.config
+    if jax.random.key_impl(key) != jax.random.key_impl(jax.random.key(0, impl="rbg")):
+        key = jax.random.key(jax.random.bits(key, dtype=jnp.uint32), impl="rbg")
     rough = jnp.zeros((1, cfg.rough_size, cfg.rough_size, 3), jnp.float32)
     patches = jnp.zeros((1, 6, cfg.crop_size, cfg.crop_size, 3), jnp.float32)
     return dict(model.init(key, rough, patches, False))

@@ -116,7 +116,9 @@ def test_forward_and_end_to_end_gradients_reach_rough_and_localizer():
         out, stats = pipeline.forward(model, {**variables, "params": params}, batch, train=True)
         return losses.joint_loss(out["part_logits"], out["part_labels"]), (out, stats)
 
-    (loss, (out, stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(variables["params"])
+    (loss, (out, stats)), grads = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(
+        variables["params"]
+    )
     assert np.isfinite(float(loss))
     chex.assert_shape(out["patches"], (1, 6, CROP, CROP, 3))
     assert [z.shape[-1] for z in out["part_logits"]] == [2, 2, 2, 2, 2, 4]
