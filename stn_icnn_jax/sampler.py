@@ -250,11 +250,14 @@ def _grid_sample(image, grid, mode, align_corners):
 # columns = slices of C); the source gradient is two small weighted one-hot matmuls
 # (Ay^T g Ax) instead of a scatter-add.
 # --------------------------------------------------------------------------------------
-def _rows(src, r):
-    """src (B, S, T, C), r (B, h) int -> (B, h, T, C); rows outside [0, S) are 0."""
+def _rows(src, r, nb=None):
+    """src (B, S, T, C), r (B, h) int -> (B, h, T, C); rows outside [0, S) are 0.
+
+    With nb (B,), src is (N, S, T, C) and part b reads face nb[b] (no per-part copy).
+    """
     s = src.shape[1]
     valid = (r >= 0) & (r < s)
-    b = jnp.arange(src.shape[0])[:, None]
+    b = (jnp.arange(src.shape[0]) if nb is None else nb)[:, None]
     v = src[b, jnp.clip(r, 0, s - 1)]
     return jnp.where(valid[:, :, None, None], v, jnp.zeros((), src.dtype))
 
@@ -287,18 +290,18 @@ def _src_grad(g, ry, rx, wy, wx, shape):
     return d.reshape(shape)
 
 
-def _rows_interp(src, ry, fy):
+def _rows_interp(src, ry, fy, nb=None):
     fy = fy[:, :, None, None]
-    return _rows(src, ry) * (1 - fy) + _rows(src, ry + 1) * fy
+    return _rows(src, ry, nb) * (1 - fy) + _rows(src, ry + 1, nb) * fy
 
 
-def _d_fx(src, ry, rx, fy, g):
-    t = _rows_interp(src, ry, fy)
+def _d_fx(src, ry, rx, fy, g, nb=None):
+    t = _rows_interp(src, ry, fy, nb)
     return jnp.sum(g * (_cols(t, rx + 1) - _cols(t, rx)), axis=(1, 3))
 
 
-def _d_fy(src, ry, rx, fx, g):
-    d = _rows(src, ry + 1) - _rows(src, ry)
+def _d_fy(src, ry, rx, fx, g, nb=None):
+    d = _rows(src, ry + 1, nb) - _rows(src, ry, nb)
     fx = fx[:, None, :, None]
     return jnp.sum(g * (_cols(d, rx) * (1 - fx) + _cols(d, rx + 1) * fx), axis=(2, 3))
 
@@ -379,9 +382,6 @@ def _sep_sample(src, iy, ix, mode, oy=None, ox=None, frame=None):
 # --------------------------------------------------------------------------------------
 # Public: crop (the STN's hot path).
 # --------------------------------------------------------------------------------------
-_OFFDIAG = np.array([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]])
-
-
 def default_window(size, image_size) -> tuple[int, int]:
     """Default static source window of the separable crop: fits |s| up to 1.125x 1:1.
 
@@ -420,8 +420,11 @@ def crop(
         interpolations of a static ``window`` (wh, ww) of the image around each part
         (default ``default_window(size, (H, W))``).  If some part's footprint does not
         fit its window (|s| more than ~1.125x the 1:1 scale), a ``lax.cond`` falls back
-        to the general path for the whole batch, so the result is always exact.  Values
-        and gradients (image and theta) equal the general path's to float rounding.
+        to sampling the whole faces (slower: the image gradient becomes a scatter-add)
+        for the whole batch, so the result is always exact.  Values and gradients (image
+        and theta) equal the general path's to float rounding.  Parts are processed in
+        chunks (a ``lax.scan``) to keep temporaries small; when only theta needs a
+        gradient the image gradient is not computed.
       * "auto": "separable" (the model's theta is always constrained).
     """
     _check_rank(image, 4, "image", "(N, H, W, C)")
@@ -479,31 +482,178 @@ def _window_origin(coord, size, win, mode):
     return o, fits
 
 
+# Parts are processed in chunks of _CHUNK (a lax.scan) so that every temporary of the
+# window path stays small: XLA:CPU allocates its temporaries afresh on every call, and
+# glibc serves blocks of 32 MB or more with a fresh mmap whose page faults (~0.5 ms/MB
+# on a VM) cost more than the arithmetic; smaller blocks are recycled from the heap.
+_CHUNK = 16
+
+
+def _chunks(x, k):
+    """(B, ...) -> (ceil(B / k), k, ...), zero-padded."""
+    b = x.shape[0]
+    m = -(-b // k)
+    x = jnp.pad(x, [(0, m * k - b)] + [(0, 0)] * (x.ndim - 1))
+    return x.reshape(m, k, *x.shape[1:])
+
+
+def _unchunk(x, b):
+    return x.reshape(-1, *x.shape[2:])[:b]
+
+
+def _windows(image, nb, starts, window):
+    """image (N, H, W, C), nb (K,) face index, starts (K, 2) -> (K, wh, ww, C)."""
+    c = image.shape[-1]
+    zero = jnp.zeros((), starts.dtype)
+    slc = lambda i, s: jax.lax.dynamic_slice(image, (i, s[0], s[1], zero), (1, *window, c))[0]
+    return jax.vmap(slc)(nb, starts)
+
+
+def _source(image, nb, starts, window):
+    """What a chunk samples from: its parts' windows, or (window None) the faces via nb."""
+    if window is None:
+        return image, nb
+    return _windows(image, nb, starts, window), None
+
+
+def _bilinear_values(src, ry, rx, fy, fx, nb=None):
+    t = _rows_interp(src, ry, fy, nb)
+    fx = fx[:, None, :, None]
+    return _cols(t, rx) * (1 - fx) + _cols(t, rx + 1) * fx
+
+
+def _scatter_taps(acc, nb, ry, rx, wy, wx, g):
+    """acc (N, H, W, C) += the transpose of separable sampling at taps (ry + a, rx + e)."""
+    _, hh, ww, _ = acc.shape
+    b = nb[:, None, None]
+    for a, wya in enumerate(wy):
+        if wya is None:
+            continue
+        yi = ry + a
+        wya = jnp.where((yi >= 0) & (yi < hh), wya, 0)
+        for e, wxe in enumerate(wx):
+            if wxe is None:
+                continue
+            xi = rx + e
+            wxe = jnp.where((xi >= 0) & (xi < ww), wxe, 0)
+            upd = g * (wya[:, :, None, None] * wxe[:, None, :, None]).astype(g.dtype)
+            yc = jnp.clip(yi, 0, hh - 1)[:, :, None]
+            xc = jnp.clip(xi, 0, ww - 1)[:, None, :]
+            acc = acc.at[b, yc, xc].add(upd.astype(acc.dtype))  # invalid taps add 0
+    return acc
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(6, 7))
+def _window_crop(image, nb, starts, ry, rx, fyx, window, mode):
+    """Separable sampling of image (N, H, W, C) for B parts, chunked over parts.
+
+    nb (B,) face of each part.  With a static ``window`` (wh, ww), part b samples the
+    window of its face at origin starts[b] and ry / rx (B, h) / (B, w) are tap indices
+    relative to that window (taps outside it read 0); with ``window=None`` it samples the
+    whole face (ry / rx absolute, starts unused).  fyx = (fy, fx) fractions for bilinear,
+    None for nearest.
+    """
+    k = _CHUNK
+    b = ry.shape[0]
+    fy, fx = fyx if fyx is not None else (jnp.zeros(ry.shape), jnp.zeros(rx.shape))
+    xs = tuple(_chunks(a, k) for a in (nb, starts, ry, rx, fy, fx))
+
+    def step(_, x):
+        nb_, st, ry_, rx_, fy_, fx_ = x
+        src, sb = _source(image, nb_, st, window)
+        if mode == "nearest":
+            return None, _cols(_rows(src, ry_, sb), rx_)
+        return None, _bilinear_values(src, ry_, rx_, fy_, fx_, sb)
+
+    return _unchunk(jax.lax.scan(step, None, xs)[1], b).astype(image.dtype)
+
+
+def _window_crop_fwd(image, nb, starts, ry, rx, fyx, window, mode):
+    out = _window_crop(image, nb, starts, ry, rx, fyx, window, mode)
+    return out, (image, nb, starts, ry, rx, fyx)
+
+
+def _window_crop_bwd(window, mode, res, g):
+    image, nb, starts, ry, rx, fyx = res
+    k = _CHUNK
+    b = ry.shape[0]
+    c = image.shape[-1]
+    bilinear = fyx is not None
+    fy, fx = fyx if bilinear else (jnp.zeros(ry.shape), jnp.zeros(rx.shape))
+    xs = tuple(_chunks(a, k) for a in (nb, starts, ry, rx, fy, fx, g))
+
+    # Coordinate gradients: a scan with small outputs, separate from the image gradient's
+    # scan, so that XLA drops the latter when only theta needs a gradient.
+    d_fyx = None
+    if bilinear:
+        def coord_step(_, x):
+            nb_, st, ry_, rx_, fy_, fx_, g_ = x
+            src, sb = _source(image, nb_, st, window)
+            d_fx = _d_fx(src, ry_, rx_, fy_, g_, sb)
+            # A barrier gives the second reduction its own copy of the gathers: XLA then
+            # fuses each gather into its consumer instead of keeping the rows alive.
+            src2, ry2, rx2, g2 = jax.lax.optimization_barrier((src, ry_, rx_, g_))
+            return None, (_d_fy(src2, ry2, rx2, fx_, g2, sb), d_fx)
+
+        d_fy, d_fx = jax.lax.scan(coord_step, None, xs)[1]
+        d_fyx = (_unchunk(d_fy, b).astype(fy.dtype), _unchunk(d_fx, b).astype(fx.dtype))
+
+    # Image gradient, accumulated in place in an image-sized carry.  Windows: per chunk
+    # the window gradients Ay^T g Ax (small matmuls), each added with a
+    # dynamic_update_slice (no scatter).  Whole faces: a scatter-add of the taps.
+    def image_step(acc, x):
+        nb_, st, ry_, rx_, fy_, fx_, g_ = x
+        if bilinear:
+            wy, wx = (1 - fy_, fy_), (1 - fx_, fx_)
+        else:
+            wy = (jnp.ones(ry_.shape, g_.dtype), None)
+            wx = (jnp.ones(rx_.shape, g_.dtype), None)
+        if window is None:
+            return _scatter_taps(acc, nb_, ry_, rx_, wy, wx, g_), None
+        d_win = _src_grad(g_, ry_, rx_, wy, wx, (k, *window, c)).astype(acc.dtype)
+
+        def add(i, acc):
+            at = (nb_[i], st[i, 0], st[i, 1], jnp.zeros((), st.dtype))
+            cur = jax.lax.dynamic_slice(acc, at, (1, *window, c))
+            return jax.lax.dynamic_update_slice(acc, cur + d_win[i][None], at)
+
+        return jax.lax.fori_loop(0, k, add, acc), None
+
+    d_image = jax.lax.scan(image_step, jnp.zeros_like(image), xs)[0]
+    return d_image, None, None, None, None, d_fyx
+
+
+_window_crop.defvjp(_window_crop_fwd, _window_crop_bwd)
+
+
 def _crop_window(image, theta, size, mode, align_corners, window):
     """Separable crop from a static window per part; exact iff every part fits."""
     n, hh, ww, c = image.shape
     p = theta.shape[1]
     h, w = size
-    wh, wwin = window
     iy, ix = _separable_coords(theta.reshape(n * p, 2, 3), size, (hh, ww), align_corners)
-    oy, fy = _window_origin(iy, hh, wh, mode)
-    ox, fx = _window_origin(ix, ww, wwin, mode)
-    starts = jax.lax.stop_gradient(jnp.stack([oy, ox], -1).reshape(n, p, 2))
-    zero = jnp.zeros((), starts.dtype)
-    slc = lambda im, s: jax.lax.dynamic_slice(im, (s[0], s[1], zero), (wh, wwin, c))
-    win = jax.vmap(jax.vmap(slc, (None, 0)), (0, 0))(image, starts)
-    out = _sep_sample(win.reshape(n * p, wh, wwin, c), iy, ix, mode, oy, ox, frame=(hh, ww))
-    return out.reshape(n, p, h, w, c), jnp.all(fy & fx)
-
-
-def _crop_offdiag_zero(image, theta, size, mode, align_corners):
-    return _crop_general(image, theta * jnp.asarray(_OFFDIAG, theta.dtype), size, mode,
-                         align_corners)
+    ry, fy = _taps(iy, hh, mode)
+    rx, fx = _taps(ix, ww, mode)
+    if window is None:  # whole faces: always exact
+        starts = jnp.zeros((n * p, 2), jnp.int32)
+        fits = jnp.asarray(True)
+    else:
+        oy, fits_y = _window_origin(iy, hh, window[0], mode)
+        ox, fits_x = _window_origin(ix, ww, window[1], mode)
+        ry = ry - oy[:, None]
+        rx = rx - ox[:, None]
+        starts = jax.lax.stop_gradient(jnp.stack([oy, ox], -1))
+        fits = jnp.all(fits_y) & jnp.all(fits_x)
+        window = tuple(window)
+    nb = jnp.repeat(jnp.arange(n, dtype=starts.dtype), p)
+    fyx = None if mode == "nearest" else (fy, fx)
+    out = _window_crop(image, nb, starts, ry, rx, fyx, window, mode)
+    return out.reshape(n, p, h, w, c), fits
 
 
 def _crop_separable(image, theta, size, mode, align_corners, window):
     if tuple(window) == tuple(image.shape[1:3]):  # the window is the whole image: always fits
-        return _crop_window(image, theta, size, mode, align_corners, window)[0]
+        return _crop_window(image, theta, size, mode, align_corners, None)[0]
     return _crop_sep_exact(image, theta, size, mode, align_corners, window)
 
 
@@ -515,13 +665,13 @@ def _fits(image, theta, size, mode, align_corners, window):
     )
 
 
-# The window/general choice is a lax.cond wrapped in a custom VJP whose backward pass is
-# another cond.  Differentiating through a plain lax.cond would make the forward pass
+# The window / whole-face choice is a lax.cond wrapped in a custom VJP whose backward pass
+# is another cond.  Differentiating through a plain lax.cond would make the forward pass
 # emit (zero-filled) residuals for BOTH branches, which dominated the run time on CPU.
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
 def _crop_sep_exact(image, theta, size, mode, align_corners, window):
     fast = lambda i, t: _crop_window(i, t, size, mode, align_corners, window)[0]
-    slow = lambda i, t: _crop_offdiag_zero(i, t, size, mode, align_corners)
+    slow = lambda i, t: _crop_window(i, t, size, mode, align_corners, None)[0]
     fits = _fits(image, theta, size, mode, align_corners, window)
     return jax.lax.cond(fits, fast, slow, image, theta)
 
@@ -533,7 +683,7 @@ def _crop_sep_exact_fwd(image, theta, size, mode, align_corners, window):
 def _crop_sep_exact_bwd(size, mode, align_corners, window, res, g):
     image, theta = res
     fast = lambda i, t: _crop_window(i, t, size, mode, align_corners, window)[0]
-    slow = lambda i, t: _crop_offdiag_zero(i, t, size, mode, align_corners)
+    slow = lambda i, t: _crop_window(i, t, size, mode, align_corners, None)[0]
     fits = _fits(image, theta, size, mode, align_corners, window)
     vjp = lambda f: (lambda i, t, g: jax.vjp(f, i, t)[1](g))
     return jax.lax.cond(fits, vjp(fast), vjp(slow), image, theta, g)

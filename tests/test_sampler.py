@@ -336,3 +336,18 @@ def test_theta_from_centers_accepts_per_example_sizes():
             np.testing.assert_allclose(np.asarray(batched[n]), np.asarray(one), rtol=1e-6)
     with pytest.raises(ValueError, match="canvas_size"):
         S.theta_from_centers(centers, (15, 15), jnp.zeros((2, 3)))
+
+
+def test_separable_many_parts_and_theta_only_grad():
+    """More parts than one chunk (padded last chunk); the theta-only gradient equals the
+    theta part of the joint gradient; both the window path and the whole-face fallback."""
+    x = _img(11, (3, 16, 14, 2))
+    th = _theta(12, 3, 7, scale=(0.3, 0.6))
+    for window in [None, (4, 4)]:  # (4, 4) is too small: the fallback is taken
+        f = _loss("separable", "bilinear", True, (5, 4), window)
+        g_img, g_th = jax.jit(jax.grad(f, (0, 1)))(x, th)
+        g_th_only = jax.jit(jax.grad(f, 1))(x, th)
+        gg = jax.jit(jax.grad(_loss("general", "bilinear", True, (5, 4)), (0, 1)))(x, th)
+        np.testing.assert_allclose(g_img, gg[0], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(g_th, gg[1] * OFFDIAG, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(g_th_only, g_th, rtol=1e-6, atol=1e-6)
