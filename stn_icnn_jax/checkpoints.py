@@ -1,12 +1,19 @@
 """Orbax checkpoints of a training stage: keep the last N and the best, resume exactly.
 
-Each checkpoint holds two items: ``state`` (the :class:`~stn_icnn_jax.train.TrainState`:
-step, parameters, BatchNorm statistics, optimiser state) and ``progress`` (JSON: epoch,
-batches done in that epoch, the grain iterator's state, the best validation score so
-far). Together they are everything a step depends on, so a run killed at any point and
-started again continues with bitwise the same parameters as an uninterrupted one.
-Saving is synchronous and atomic (orbax writes a temporary directory and renames it),
-so a crash never leaves a half-written checkpoint behind.
+Each checkpoint holds three items: ``state`` (the :class:`~stn_icnn_jax.train.TrainState`:
+step, parameters, BatchNorm statistics, optimiser state), ``layout`` (JSON: where each
+leaf of the state lives, see below) and ``progress`` (JSON: epoch, batches done in that
+epoch, the grain iterator's state, the best validation score so far). Together they are
+everything a step depends on, so a run killed at any point and started again continues
+with bitwise the same parameters as an uninterrupted one. Saving is synchronous and
+atomic (orbax writes a temporary directory and renames it), so a crash never leaves a
+half-written checkpoint behind.
+
+The state is stored packed: one 1-D array per dtype (``float32``, ``int32``) holding
+every leaf's values back to back, and ``layout`` lists each leaf's key path, dtype,
+shape and offset. Orbax spends ~1.5 ms per array it writes, and a stage's state has
+~800 small leaves (parameters plus Adam moments): packed, a save takes ~40 ms instead
+of ~1.2 s. :func:`read_state` unpacks a checkpoint without a template.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as ocp_managers
 
@@ -24,24 +32,44 @@ class ConfigMismatchError(ValueError):
     """A work directory already holds a run with a different configuration."""
 
 
+# Bookkeeping fields that never change what is computed: they may differ between the
+# runs sharing a work directory (e.g. checkpoint more often after a crash).
+OPERATIONAL_KEYS = ("train.log_every_steps", "train.checkpoint_every_steps",
+                    "train.keep_checkpoints")
+
+
 def check_or_write_config(workdir: Path, config_json: str) -> None:
-    """Refuse a work directory made by a different configuration; record ours otherwise."""
+    """Refuse a work directory made by a different configuration; record ours otherwise.
+
+    Only the :data:`OPERATIONAL_KEYS` may differ; ``config.json`` keeps the first run's.
+    """
     path = Path(workdir) / "config.json"
     if path.exists():
         old = json.loads(path.read_text())
         new = json.loads(config_json)
-        if old != new:
-            diffs = sorted(_diff(old, new))
+        diffs = sorted(k for k in _diff(old, new) if k not in OPERATIONAL_KEYS)
+        if diffs:
+            shown = "; ".join(
+                f"{k}: {_lookup(old, k)!r} there, {_lookup(new, k)!r} now" for k in diffs[:10]
+            )
             raise ConfigMismatchError(
                 f"{workdir} holds a run with a different configuration ({path}); differing "
-                f"keys: {', '.join(diffs[:10])}{' ...' if len(diffs) > 10 else ''}. "
-                "Use a new --workdir, or delete the old one to start over."
+                f"keys: {shown}{' ...' if len(diffs) > 10 else ''}. Refusing to mix the two "
+                "runs: use a new --workdir, or delete the old one to start over."
             )
         return
     Path(workdir).mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(config_json)
     tmp.replace(path)
+
+
+def _lookup(tree: Any, dotted: str) -> Any:
+    for key in dotted.split("."):
+        if not isinstance(tree, dict) or key not in tree:
+            return "<absent>"
+        tree = tree[key]
+    return tree
 
 
 def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
@@ -53,31 +81,44 @@ def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
     return [] if a == b else [prefix.rstrip(".")]
 
 
+def _rank(metrics: dict) -> tuple[float, int]:
+    """BestN's sort key (the largest is kept): the higher selection score, and on a tie
+    the *earlier* step, the same choice as the runner's strict ``>`` (orbax alone would
+    keep the later of two equal scores and delete the one the runner calls best)."""
+    selection = float(metrics["selection"])
+    if selection != selection:  # NaN never wins
+        selection = float("-inf")
+    return selection, -int(metrics.get("step", 0))
+
+
 class StageCheckpoints:
-    """A CheckpointManager keeping the latest ``keep`` checkpoints plus the best one."""
+    """A CheckpointManager keeping the latest ``keep`` checkpoints plus the best one.
+
+    "Best" is the highest ``selection`` passed to :meth:`save`, the earliest on a tie.
+    """
 
     def __init__(self, directory: Path, keep: int = 3):
+        self.directory = Path(directory).absolute()
         policy = ocp_managers.AnyPreservationPolicy([
             ocp_managers.LatestN(n=keep),
-            ocp_managers.BestN(
-                get_metric_fn=lambda m: m["selection"], n=1,
-                keep_checkpoints_without_metrics=False,
-            ),
+            ocp_managers.BestN(get_metric_fn=_rank, n=1, keep_checkpoints_without_metrics=False),
         ])
         self._manager = ocp.CheckpointManager(
-            Path(directory).absolute(),
+            self.directory,
             options=ocp.CheckpointManagerOptions(
                 preservation_policy=policy, enable_async_checkpointing=False, create=True,
             ),
-            item_names=("state", "progress"),
+            item_names=("state", "layout", "progress"),
         )
 
     def save(self, step: int, state: Any, progress: dict, selection: float | None = None) -> None:
-        metrics = None if selection is None else {"selection": float(selection)}
+        metrics = None if selection is None else {"selection": float(selection), "step": int(step)}
+        packed, layout = pack(state)
         self._manager.save(
             int(step),
             args=ocp.args.Composite(
-                state=ocp.args.StandardSave(state), progress=ocp.args.JsonSave(progress)
+                state=ocp.args.StandardSave(packed), layout=ocp.args.JsonSave(layout),
+                progress=ocp.args.JsonSave(progress),
             ),
             metrics=metrics,
         )
@@ -87,17 +128,87 @@ class StageCheckpoints:
         return self._manager.latest_step()
 
     def restore(self, step: int, template: Any) -> tuple[Any, dict]:
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
+        """``(state, progress)`` of checkpoint ``step``; ``template`` gives the state's
+        structure (its values are not used), numpy leaves come back."""
+        layout, progress = self._read_json(step)
+        packed = self._read_packed(step, layout)
+        return unpack(packed, layout, template), progress
+
+    def read(self, step: int) -> tuple[dict[str, np.ndarray], dict]:
+        """``({key path: array}, progress)`` of checkpoint ``step``, without a template."""
+        layout, progress = self._read_json(step)
+        packed = self._read_packed(step, layout)
+        return {leaf["path"]: _leaf(packed, leaf) for leaf in layout["leaves"]}, progress
+
+    def _read_json(self, step: int) -> tuple[dict, dict]:
         restored = self._manager.restore(
-            int(step),
-            args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(abstract), progress=ocp.args.JsonRestore()
-            ),
+            int(step), args=ocp.args.Composite(layout=ocp.args.JsonRestore(),
+                                               progress=ocp.args.JsonRestore()),
         )
-        return restored["state"], dict(restored["progress"])
+        return dict(restored["layout"]), dict(restored["progress"])
+
+    def _read_packed(self, step: int, layout: dict) -> dict[str, np.ndarray]:
+        target = {dtype: np.zeros((size,), dtype) for dtype, size in layout["sizes"].items()}
+        restored = self._manager.restore(
+            int(step), args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
+        return {k: np.asarray(v) for k, v in restored["state"].items()}
 
     def all_steps(self) -> list[int]:
         return list(self._manager.all_steps())
 
     def close(self) -> None:
         self._manager.close()
+
+
+# --------------------------------------------------------------------------- packing
+
+
+def _host(x: Any) -> np.ndarray:
+    """A leaf's values on the host (jax arrays must be fully replicated or addressable)."""
+    if isinstance(x, jax.Array):
+        if x.is_fully_addressable:
+            return np.asarray(x)
+        if x.is_fully_replicated:
+            return np.asarray(x.addressable_data(0))
+        raise ValueError(f"cannot checkpoint a {x.shape} array sharded across hosts; "
+                         "training state is expected to be replicated")
+    return np.asarray(x)
+
+
+def pack(state: Any) -> tuple[dict[str, np.ndarray], dict]:
+    """``state`` -> ``({dtype: 1-D array}, layout)``; exact (values are copied, not cast)."""
+    leaves, sizes, chunks = [], {}, {}
+    for path, x in jax.tree_util.tree_flatten_with_path(state)[0]:
+        value = _host(x)
+        dtype = value.dtype.name
+        offset = sizes.get(dtype, 0)
+        leaves.append({"path": jax.tree_util.keystr(path), "dtype": dtype,
+                       "shape": list(value.shape), "offset": offset})
+        chunks.setdefault(dtype, []).append(value.ravel())
+        sizes[dtype] = offset + value.size
+    packed = {dtype: np.concatenate(parts) for dtype, parts in chunks.items()}
+    return packed, {"sizes": sizes, "leaves": leaves}
+
+
+def _leaf(packed: dict[str, np.ndarray], leaf: dict) -> np.ndarray:
+    size = int(np.prod(leaf["shape"], dtype=np.int64))
+    flat = packed[leaf["dtype"]][leaf["offset"] : leaf["offset"] + size]
+    return flat.reshape(leaf["shape"]).copy()
+
+
+def unpack(packed: dict[str, np.ndarray], layout: dict, template: Any) -> Any:
+    """The inverse of :func:`pack`, checked leaf by leaf against ``template``'s structure."""
+    flat, treedef = jax.tree_util.tree_flatten_with_path(template)
+    saved = layout["leaves"]
+    if len(saved) != len(flat):
+        raise ValueError(f"checkpoint has {len(saved)} arrays, the model's state {len(flat)}; "
+                         "was it written by a different model configuration?")
+    leaves = []
+    for (path, x), leaf in zip(flat, saved):
+        want = (jax.tree_util.keystr(path), np.dtype(x.dtype).name, list(np.shape(x)))
+        got = (leaf["path"], leaf["dtype"], list(leaf["shape"]))
+        if want != got:
+            raise ValueError(f"checkpoint array {got} does not match the model's {want}; "
+                             "was it written by a different model configuration?")
+        leaves.append(_leaf(packed, leaf))
+    return jax.tree_util.tree_unflatten(treedef, leaves)

@@ -34,6 +34,7 @@ def base_config() -> ml_collections.ConfigDict:
         builder_config="",                 # "" = the builder's default
         data_dir=None,                     # None = TFDS default (~/tensorflow_datasets)
         num_train=0, num_validation=0, num_test=0,  # synthetic_in_memory sizes
+        synthetic_size=(),                 # synthetic_in_memory (min, max) side; () = default
         canvas_size=1024,                  # the zero-padded canvas (authors: 1024)
         center_convention="paper",         # part centres: "paper" | "authors"
         augment="paper",                   # "paper" | "authors" | "none"

@@ -179,7 +179,7 @@ def make_train_step(
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         batch_stats = _merge_stats(state.batch_stats, new_stats, modes)
-        step_metrics = dict(step_metrics, grad_norm=optax.global_norm(grads))
+        step_metrics = dict(step_metrics, grad_norm=optax.tree.norm(grads))
         return state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
                              opt_state=opt_state), step_metrics
 

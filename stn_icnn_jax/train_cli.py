@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import ast
 import importlib.util
+import sys
 from pathlib import Path
 
 import ml_collections
@@ -63,9 +64,17 @@ def apply_override(config: ml_collections.ConfigDict, key: str, raw: str) -> Non
     old = node[leaf]
     if isinstance(old, tuple) and isinstance(value, list):
         value = tuple(value)
+    if isinstance(old, tuple) and isinstance(value, str):  # --config.stage_order=rough,parts
+        value = tuple(item.strip() for item in value.split(",") if item.strip())
     if isinstance(old, float) and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
-    node[leaf] = value
+    try:
+        node[leaf] = value
+    except TypeError as exc:
+        raise ValueError(
+            f"--config.{key}={raw}: {type(value).__name__} does not fit the field's "
+            f"{type(old).__name__} (now {old!r})"
+        ) from exc
 
 
 def add_train_parser(subparsers) -> argparse.ArgumentParser:
@@ -86,14 +95,28 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--num_processes", type=int, help="multi-host: number of processes")
     parser.add_argument("--process_id", type=int, help="multi-host: this process's index")
     parser.add_argument("--no_progress", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--compilation_cache", metavar="DIR",
+        help="persistent XLA compilation cache (also JAX_COMPILATION_CACHE_DIR): a resumed "
+             "or repeated run reuses the compiled steps instead of compiling them again",
+    )
     parser.set_defaults(func=_cmd_train, accepts_overrides=True)
     return parser
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from stn_icnn_jax import distributed, runner
+    import jax
 
+    from stn_icnn_jax import checkpoints, distributed, runner
+
+    config = load_config(args.config, args.overrides)  # config errors before jax starts
+    if args.compilation_cache:
+        jax.config.update("jax_compilation_cache_dir", str(Path(args.compilation_cache).expanduser()))
     distributed.initialize(args.coordinator, args.num_processes, args.process_id)
-    config = load_config(args.config, args.overrides)
-    runner.run(config, args.workdir, stages=args.stage, show_progress=not args.no_progress)
+    try:
+        runner.run(config, args.workdir, stages=args.stage, show_progress=not args.no_progress)
+    except (checkpoints.ConfigMismatchError, FloatingPointError) as exc:
+        # Expected stops with a message that says what to do: no traceback.
+        print(f"stn-icnn train: error: {exc}", file=sys.stderr, flush=True)
+        return 2 if isinstance(exc, checkpoints.ConfigMismatchError) else 3
     return 0
