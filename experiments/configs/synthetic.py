@@ -21,8 +21,8 @@ def get_config():
     c.train.batch_size = 8
     c.train.eval_batch_size = 10
     c.train.checkpoint_every_steps = 100
-    c.stages.rough.epochs = 3
-    c.stages.localizer.epochs = 3
-    c.stages.parts.epochs = 3
+    c.stages.rough.epochs = 2
+    c.stages.localizer.epochs = 2
+    c.stages.parts.epochs = 2
     c.stages.end_to_end.epochs = 1
     return c
