@@ -56,6 +56,8 @@ from typing import Any, Iterable, Iterator
 import cv2
 import numpy as np
 
+from stn_icnn_jax.data.labels import NUM_SMITH_CLASSES, SMITH_CLASS_NAMES
+
 __all__ = [
     "CLASS_NAMES",
     "NUM_CLASSES",
@@ -64,20 +66,9 @@ __all__ = [
     "generate_faces",
 ]
 
-CLASS_NAMES: tuple[str, ...] = (
-    "background",
-    "face_skin",
-    "left_eyebrow",
-    "right_eyebrow",
-    "left_eye",
-    "right_eye",
-    "nose",
-    "upper_lip",
-    "inner_mouth",
-    "lower_lip",
-    "hair",
-)
-NUM_CLASSES = 11
+# The soft-label channels, in HELEN's (Smith et al.) order.
+CLASS_NAMES: tuple[str, ...] = SMITH_CLASS_NAMES
+NUM_CLASSES = NUM_SMITH_CLASSES
 BG, SKIN, LBROW, RBROW, LEYE, REYE, NOSE, ULIP, IMOUTH, LLIP, HAIR = range(11)
 
 HAIR_STYLES = ("short", "bob", "long", "curly", "updo", "buzz")
