@@ -6,6 +6,13 @@ image, BCE, the paper's augmentation). Smaller than HELEN's run: the `small` syn
 split (200 / 50 / 50 faces, each training face augmented into the paper's 5 copies),
 batch 8, a few epochs per stage, and a localiser at half the default widths. The
 learning rates are Table 1's.
+
+One switch differs from the paper's equations: stage 1 (K) uses softmax cross entropy.
+The paper's eq. 18 writes its binary-CE symbol but its text calls L_R a
+"CrossEntropy loss", and on this short budget the BCE-trained K predicted background
+everywhere after 250 steps (validation F1 0.000 in both epochs; run kept in the
+session notes), so its rough mask gave L nothing to localise. The parts and the
+end-to-end loss L_F keep the paper's BCE.
 """
 
 from stn_icnn_jax.configs import base_config
@@ -21,6 +28,7 @@ def get_config():
     c.train.batch_size = 8
     c.train.eval_batch_size = 10
     c.train.checkpoint_every_steps = 100
+    c.stages.rough.seg_loss = "ce"
     c.stages.rough.epochs = 2
     c.stages.localizer.epochs = 2
     c.stages.parts.epochs = 2
