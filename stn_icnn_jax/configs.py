@@ -58,6 +58,8 @@ def base_config() -> ml_collections.ConfigDict:
         batch_size=32,
         eval_batch_size=8,
         num_devices=0,                     # 0 = all
+        per_device_batch_stats=False,      # BN over the global batch (True: per device, as
+                                           # the authors' multi-GPU DataParallel runs)
         keep_checkpoints=3,
         checkpoint_every_steps=200,
         log_every_steps=10,

@@ -6,11 +6,22 @@ state are replicated (``P()``). XLA inserts the gradient all-reduce; BatchNorm
 statistics are computed over the global batch because the step is written for the
 global batch. The same code runs on one CPU, many GPUs or a TPU slice, and on several
 hosts after :func:`initialize` (each host feeds its own shard of the data).
+
+:func:`compile_train_step` jits a stage's step for a mesh in one of two ways:
+
+- global BatchNorm (default): the step sees the global batch, so BN statistics are
+  those of the whole batch and the result does not depend on the number of devices;
+- per-device BatchNorm (``per_device_batch_stats=True``, the authors' multi-GPU
+  ``DataParallel`` runs): the step runs per device inside ``jax.shard_map``, BN
+  normalises each device's slice with its own statistics, and gradients, metrics and
+  the new running statistics are averaged over ``"data"`` (``pmean``), so every device
+  keeps identical parameters.
 """
 
 from __future__ import annotations
 
 import os
+from typing import Any, Callable
 
 import jax
 import numpy as np
@@ -67,7 +78,112 @@ def check_batch_size(global_batch: int, mesh: Mesh) -> int:
 
 
 def to_global(batch: dict, mesh: Mesh) -> dict:
-    """This process's numpy batch -> global arrays sharded along ``data``."""
+    """This process's numpy batch -> global arrays sharded along ``data``.
+
+    Each process passes its own rows (``global batch / process count``); the global
+    array's rows are the processes' rows in process order.
+    """
     sharding = batch_sharded(mesh)
-    return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
-            for k, v in batch.items()}
+    local_devices = len(sharding.addressable_devices)
+    out = {}
+    for key, value in batch.items():
+        value = np.asarray(value)
+        if value.ndim == 0 or value.shape[0] % local_devices:
+            raise ValueError(
+                f"batch feature {key!r} has shape {value.shape}: its {value.shape[0] if value.ndim else 0} "
+                f"rows do not split over this process's {local_devices} devices of the "
+                f"'{DATA_AXIS}' mesh; use a per-process batch that is a multiple of {local_devices}"
+            )
+        out[key] = jax.make_array_from_process_local_data(sharding, value)
+    return out
+
+
+# --------------------------------------------------------------------------- train steps
+
+Step = Callable[[Any, dict], tuple[Any, dict]]
+
+
+def _check_global_batch(batch: dict, mesh: Mesh) -> None:
+    """Every feature's leading (global batch) axis splits over the mesh's devices."""
+    devices = mesh.shape[DATA_AXIS]
+    for key, value in batch.items():
+        shape = np.shape(value)
+        if not shape or shape[0] % devices:
+            raise ValueError(
+                f"batch feature {key!r} has shape {tuple(shape)}: batch size "
+                f"{shape[0] if shape else 0} does not split over the {devices} devices of "
+                f"the '{DATA_AXIS}' mesh; use a multiple of {devices}"
+            )
+
+
+def compile_train_step(
+    make_step: Callable[..., Step], mesh: Mesh, *, per_device_batch_stats: bool = False,
+    donate_state: bool = True,
+) -> Step:
+    """The jitted ``step(state, batch) -> (state, metrics)`` of one stage on ``mesh``.
+
+    Args:
+      make_step: builds the pure step; called as ``make_step(axis_name=None)`` (global
+        BatchNorm) or ``make_step(axis_name="data")`` (per-device BatchNorm), e.g.
+        ``functools.partial(train.make_train_step, model, stage_name, stage, tx)``.
+        With an axis name the step must ``pmean`` its gradients, metrics and new BN
+        statistics over it (``train.make_train_step`` does).
+      mesh: a 1-D mesh with axis ``"data"`` (:func:`make_mesh`).
+      per_device_batch_stats: False (default): BN statistics over the global batch,
+        independent of the device count. True: each device normalises its own slice
+        of the batch, as the authors' multi-GPU runs did; identical to False on one
+        device.
+      donate_state: donate the input state's buffers to the output (don't reuse the
+        state you passed in).
+
+    Returns:
+      The jitted step. ``state`` comes in and goes out replicated (``P()``); the batch
+      (numpy or :func:`to_global` arrays with a leading global-batch axis) is sharded
+      along ``"data"``; metrics come out replicated. A batch that does not split over
+      the mesh raises ``ValueError`` before anything runs. The jitted function
+      itself is the ``jitted`` attribute (for ``.lower(...)`` / ``.compile()``).
+    """
+    if DATA_AXIS not in mesh.axis_names:
+        raise ValueError(f"the mesh has axes {mesh.axis_names}; it needs a '{DATA_AXIS}' axis "
+                         "(use distributed.make_mesh)")
+    rep, sharded = replicated(mesh), batch_sharded(mesh)
+    if per_device_batch_stats:
+        local = make_step(axis_name=DATA_AXIS)
+        # check_vma=False: with jax's varying-axes checks on, the transpose of the implicit
+        # broadcast of the replicated parameters psums the gradients already, so the
+        # step's own pmean would leave the device-count-times sum of the gradients.
+        # Without them each device gets its local gradient (pmap semantics) and the
+        # step's pmean makes them the global mean. The outputs are replicated because
+        # the step pmeans everything it derives from the batch.
+        mapped = jax.shard_map(local, mesh=mesh, in_specs=(P(), P(DATA_AXIS)),
+                               out_specs=(P(), P()), check_vma=False)
+    else:
+        mapped = make_step(axis_name=None)
+
+    jitted = jax.jit(mapped, in_shardings=(rep, sharded), out_shardings=(rep, rep),
+                     donate_argnums=(0,) if donate_state else ())
+
+    def step(state, batch):
+        _check_global_batch(batch, mesh)
+        return jitted(state, batch)
+
+    step.jitted = jitted
+    return step
+
+
+def replica_divergence(tree: Any) -> float:
+    """The largest absolute difference between the device copies of each replicated
+    array in ``tree`` (this process's copies); 0.0 when all replicas agree."""
+    worst = 0.0
+    for leaf in jax.tree.leaves(tree):
+        if not isinstance(leaf, jax.Array):
+            continue
+        copies = [np.asarray(s.data) for s in leaf.addressable_shards]
+        for other in copies[1:]:
+            if other.shape != copies[0].shape:
+                raise ValueError(f"array of shape {leaf.shape} is not replicated "
+                                 f"(shards {copies[0].shape} and {other.shape})")
+            if other.size:
+                diff = np.abs(other.astype(np.float64) - copies[0].astype(np.float64))
+                worst = max(worst, float(diff.max()))
+    return worst

@@ -380,10 +380,10 @@ def train_stage(stage_name: str, config: ml_collections.ConfigDict, model: pipel
                 f"batch {progress['batch_in_epoch']})")
         print(f"[{stage_name}] {what}", flush=True)
 
-    train_step = jax.jit(
-        _with_finite_flag(train.make_train_step(model, stage_name, stage, s.tx)),
-        in_shardings=(s.rep, distributed.batch_sharded(mesh)), out_shardings=(s.rep, s.rep),
-        donate_argnums=(0,),
+    train_step = distributed.compile_train_step(
+        lambda axis_name: _with_finite_flag(
+            train.make_train_step(model, stage_name, stage, s.tx, axis_name=axis_name)),
+        mesh, per_device_batch_stats=config.train.per_device_batch_stats,
     )
     eval_fn = eval_fns(stage_name)
     log_every = max(1, config.train.log_every_steps)
