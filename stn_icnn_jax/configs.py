@@ -20,6 +20,7 @@ def _stage(learning_rates: dict, epochs: int) -> ml_collections.ConfigDict:
         seg_loss="bce",                    # paper eq. 16 ("ce": authors' softmax CE)
         part_reduction="mean",             # eq. 17 mean over parts ("sum": authors)
         update_frozen_batch_stats=False,   # authors: frozen nets stay in train() mode
+        theta_loss_weight=0.0,             # end_to_end: + w * SmoothL1(theta, eq. 21); 0 = paper
     ))
 
 

@@ -66,6 +66,7 @@ def stage_config(config: ml_collections.ConfigDict, name: str) -> train.StageCon
         learning_rates=dict(s.learning_rates), epochs=s.epochs,
         halve_every_epochs=s.halve_every_epochs, seg_loss=s.seg_loss,
         part_reduction=s.part_reduction, update_frozen_batch_stats=s.update_frozen_batch_stats,
+        theta_loss_weight=s.get("theta_loss_weight", 0.0),
     )
 
 

@@ -47,6 +47,11 @@ class StageConfig:
       seg_loss: ``"bce"`` (paper eq. 16) or ``"ce"`` (authors).
       part_reduction: ``"mean"`` over parts (eq. 17) or ``"sum"`` (authors).
       update_frozen_batch_stats: frozen networks still update their BN statistics.
+      theta_loss_weight: end-to-end only: adds this times the SmoothL1 between L's theta
+        and eq. 21's to L_F. 0 (default) is the paper's L_F alone. L_F alone has a
+        degenerate minimum: L can move the crops where the cropped labels are all
+        background and the parts then predict background (seen on the synthetic run,
+        experiments/results/synthetic_run/); the theta term anchors the crops.
     """
 
     learning_rates: dict[str, float]
@@ -55,6 +60,7 @@ class StageConfig:
     seg_loss: Literal["bce", "ce"] = "bce"
     part_reduction: Literal["mean", "sum"] = "mean"
     update_frozen_batch_stats: bool = False
+    theta_loss_weight: float = 0.0
 
     def trains(self, name: str) -> bool:
         return float(self.learning_rates.get(name, 0.0)) > 0.0
@@ -141,7 +147,12 @@ def stage_loss(
         out, stats = pipeline.forward(model, variables, batch, modes, theta_source=source)
         loss = losses.joint_loss(out["part_logits"], out["part_labels"], stage.seg_loss,
                                  stage.part_reduction)
-        return loss, ({"loss": loss}, stats)
+        step_metrics = {"part_loss": loss}
+        if stage_name == "end_to_end" and stage.theta_loss_weight:
+            theta_loss = losses.smooth_l1(out["theta"], pipeline.ground_truth_theta(batch, cfg))
+            loss = loss + stage.theta_loss_weight * theta_loss
+            step_metrics["theta_loss"] = theta_loss
+        return loss, (dict(step_metrics, loss=loss), stats)
     raise ValueError(f"unknown stage {stage_name!r}; use one of {STAGES}")
 
 

@@ -164,3 +164,32 @@ def test_config_errors():
         tiny_config(crop_size=16)
     with pytest.raises(ValueError, match="theta_frame"):
         tiny_config(theta_frame="face")
+
+
+def test_end_to_end_theta_loss_weight_adds_the_anchor_term():
+    from stn_icnn_jax import train
+
+    cfg = tiny_config()
+    model = pipeline.STNiCNN(cfg)
+    variables = pipeline.init_variables(model, jax.random.key(3))
+    batch = jax.tree.map(jnp.asarray, _batch(_label_canvas()))
+
+    @jax.jit
+    def losses_for(variables, batch):
+        out = {}
+        for weight in (0.0, 0.5):
+            stage = train.StageConfig(learning_rates={"parts": 1.0}, theta_loss_weight=weight)
+            loss, (step_metrics, _) = train.stage_loss(
+                model, "end_to_end", stage, variables["params"], variables["batch_stats"], batch)
+            out[weight] = (loss, step_metrics)
+        return out
+
+    out = losses_for(variables, batch)
+    theta = model.apply(variables, model.apply(variables, batch["rough_image"], False,
+                                               method=pipeline.STNiCNN.rough_logits),
+                        False, method=pipeline.STNiCNN.localize)
+    anchor = losses.smooth_l1(theta, pipeline.ground_truth_theta(batch, cfg))
+    (plain, m0), (anchored, m1) = out[0.0], out[0.5]
+    assert "theta_loss" not in m0 and float(m1["theta_loss"]) == pytest.approx(float(anchor), rel=1e-5)
+    assert float(anchored) == pytest.approx(float(plain) + 0.5 * float(anchor), rel=1e-5)
+    assert float(anchor) > 0
