@@ -199,6 +199,20 @@ def _append(path, text):
     path.write_text(path.read_text() + text)
 
 
+def _refused(tmp_path, name, write_fixture, mutate, path_part, problem) -> DataFormatError:
+    """Builds ``name`` from a fixture broken by ``mutate``; the build must fail naming the
+    file and the problem, and leave no dataset behind."""
+    manual, data_dir = tmp_path / "manual", tmp_path / "data"
+    write_fixture(manual)
+    mutate(manual)
+    with pytest.raises(DataFormatError) as info:
+        build(name, manual, data_dir)
+    msg = str(info.value)
+    assert path_part in msg and problem in msg, msg
+    assert_no_dataset_left(data_dir, name)
+    return info.value
+
+
 HELEN_BAD = {
     "missing_label": (
         lambda m: _lbl(m, "100040721_1", 5).unlink(), "100040721_1_lbl05.png", "is missing"),
@@ -237,15 +251,8 @@ HELEN_BAD = {
 @pytest.mark.parametrize("case", sorted(HELEN_BAD))
 def test_helen_bad_input_names_file_and_leaves_nothing(tmp_path, case):
     mutate, path_part, problem = HELEN_BAD[case]
-    manual, data_dir = tmp_path / "manual", tmp_path / "data"
-    fx.write_helen(manual)
-    mutate(manual)
-    with pytest.raises(DataFormatError) as info:
-        build("helen", manual, data_dir)
-    msg = str(info.value)
-    assert path_part in msg and path_part in str(info.value.path), msg
-    assert problem in msg, msg
-    assert_no_dataset_left(data_dir, "helen")
+    error = _refused(tmp_path, "helen", fx.write_helen, mutate, path_part, problem)
+    assert path_part in str(error.path), str(error)
 
 
 def test_all_problems_are_reported_together(tmp_path):
@@ -405,13 +412,7 @@ HELEN_STAR_BAD = {
 @pytest.mark.parametrize("case", sorted(HELEN_STAR_BAD))
 def test_helen_star_bad_input(tmp_path, case):
     mutate, path_part, problem = HELEN_STAR_BAD[case]
-    manual, data_dir = tmp_path / "manual", tmp_path / "data"
-    fx.write_helen_star(manual)
-    mutate(manual)
-    with pytest.raises(DataFormatError) as info:
-        build("helen_star", manual, data_dir)
-    assert path_part in str(info.value) and problem in str(info.value), str(info.value)
-    assert_no_dataset_left(data_dir, "helen_star")
+    _refused(tmp_path, "helen_star", fx.write_helen_star, mutate, path_part, problem)
 
 
 # ---------------------------------------------------------------- celebamask_hq
@@ -503,13 +504,7 @@ CELEBA_BAD = {
 @pytest.mark.parametrize("case", sorted(CELEBA_BAD))
 def test_celebamask_bad_input(tmp_path, case):
     mutate, path_part, problem = CELEBA_BAD[case]
-    manual, data_dir = tmp_path / "manual", tmp_path / "data"
-    fx.write_celebamask(manual)
-    mutate(manual)
-    with pytest.raises(DataFormatError) as info:
-        build("celebamask_hq", manual, data_dir)
-    assert path_part in str(info.value) and problem in str(info.value), str(info.value)
-    assert_no_dataset_left(data_dir, "celebamask_hq")
+    _refused(tmp_path, "celebamask_hq", fx.write_celebamask, mutate, path_part, problem)
 
 
 def test_celebamask_split_sizes_full_and_small():
