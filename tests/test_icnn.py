@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn as tnn
+from torch_helpers import randomise_batchnorm
 
 from stn_icnn_jax.icnn import (
     ICNN,
@@ -386,16 +387,6 @@ class TorchStage2Twin(tnn.Module):
                 m[2](x[:, 4]), m[3](x[:, 5])]
 
 
-def _randomise_bn(module, seed):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in module.modules():
-            if isinstance(m, tnn.BatchNorm2d):
-                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
-                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
-    return module
 
 
 def test_torch_twin_matches_authors_counts():
@@ -435,7 +426,7 @@ def _torch_eval(twin, x_nhwc):
 def test_parity_with_pytorch_eval_and_train():
     """Authors preset (L=9, real layer sizes) = torch twin, eval and train-mode forward."""
     torch.manual_seed(0)
-    twin = _randomise_bn(TorchICNNTwin(9), seed=1)
+    twin = randomise_batchnorm(TorchICNNTwin(9), seed=1)
     cfg = ICNNConfig.authors(9)
     variables = torch_icnn_to_flax(twin.state_dict(), cfg)
     model = ICNN(cfg)
@@ -464,7 +455,7 @@ def test_parity_with_pytorch_eval_and_train():
 
 def test_parity_with_pytorch_stage2_flip_sharing():
     torch.manual_seed(1)
-    twin = _randomise_bn(TorchStage2Twin(), seed=2)
+    twin = randomise_batchnorm(TorchStage2Twin(), seed=2)
     variables = torch_parts_to_flax(twin.state_dict(), ICNNConfig.authors(2))
     model = PartModels(ICNNConfig.authors(2), share_left_right=True)
     x = np.random.default_rng(1).uniform(size=(1, 6, 9, 9, 3)).astype(np.float32)

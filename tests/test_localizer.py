@@ -286,21 +286,14 @@ def _torch_resnet18_twin(num_out=36):
 
 def test_resnet18_parity_with_pytorch():
     import torch
-    from torch import nn as tnn
+    from torch_helpers import randomise_batchnorm
 
     from stn_icnn_jax.localizer import torch_resnet18_to_flax
 
     torch.manual_seed(0)
     twin = _torch_resnet18_twin()
     assert sum(p.numel() for p in twin.parameters()) == 11_213_796  # notes sec. 1.5
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for m in twin.modules():
-            if isinstance(m, tnn.BatchNorm2d):
-                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
-                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
+    randomise_batchnorm(twin, seed=1)
     cfg = LocalizerConfig(backbone="resnet18")
     variables = torch_resnet18_to_flax(twin.state_dict(), cfg)
     x = np.array(_probs((2, 64, 64, 9)))
