@@ -3,9 +3,9 @@
 Each checkpoint holds three items: ``state`` (the :class:`~stn_icnn_jax.train.TrainState`:
 step, parameters, BatchNorm statistics, optimiser state), ``layout`` (JSON: where each
 leaf of the state lives, see below) and ``progress`` (JSON: epoch, batches done in that
-epoch, the grain iterator's state, the best validation score so far). Together they are
-everything a step depends on, so a run killed at any point and started again continues
-with bitwise the same parameters as an uninterrupted one. Saving is synchronous and
+epoch, every process's grain iterator state, the best validation score so far).
+Together they are everything a step depends on, so a run killed at any point and
+started again continues with bitwise the same parameters as an uninterrupted one. Saving is synchronous and
 atomic (orbax writes a temporary directory and renames it), so a crash never leaves a
 half-written checkpoint behind.
 
@@ -30,6 +30,11 @@ from orbax.checkpoint import checkpoint_managers as ocp_managers
 
 class ConfigMismatchError(ValueError):
     """A work directory already holds a run with a different configuration."""
+
+
+class ResumeMismatchError(ValueError):
+    """A mid-epoch checkpoint cannot be resumed exactly by this run (e.g. it was
+    written by a different number of processes)."""
 
 
 # Bookkeeping fields that never change what is computed: they may differ between the

@@ -262,6 +262,50 @@ def _shard_options():
     return grain.ShardByJaxProcess(drop_remainder=True)
 
 
+def _gather_loader_states(state: bytes) -> list[str]:
+    """Every process's grain iterator state, in process order.
+
+    The states hold process-specific record positions (each process reads its own
+    shard), so a checkpoint needs all of them. A collective: every process calls it at
+    the same step. One process: no communication.
+    """
+    if jax.process_count() == 1:
+        return [state.decode()]
+    # Agree on the longest state, then gather fixed-size byte buffers.
+    lengths = np.asarray(multihost_utils.process_allgather(
+        np.array([len(state)], np.int32))).reshape(-1)
+    buffer = np.zeros(int(lengths.max()), np.uint8)
+    buffer[: len(state)] = np.frombuffer(state, np.uint8)
+    gathered = np.asarray(multihost_utils.process_allgather(buffer))
+    return [bytes(row[:n]).decode() for row, n in zip(gathered, lengths)]
+
+
+def _own_loader_state(saved: str | list[str], checkpoint: Path) -> bytes:
+    """This process's entry of a checkpoint's ``loader_state`` (a per-process list; an
+    older checkpoint's single string is process 0's)."""
+    def processes(n: int) -> str:
+        return f"{n} process{'es' if n != 1 else ''}"
+
+    legacy = isinstance(saved, str)
+    states = [saved] if legacy else list(saved)
+    count = jax.process_count()
+    if len(states) != count:
+        if legacy:
+            saved_by = ("holds a single data-loader state (the older checkpoint format, "
+                        "which kept process 0's only)")
+            advice = "Resume it with 1 process if one process wrote it, or start over"
+        else:
+            saved_by = f"was written by {processes(len(states))}"
+            advice = f"Resume with {processes(len(states))}, or start over"
+        raise checkpoints.ResumeMismatchError(
+            f"cannot resume from the mid-epoch checkpoint {checkpoint}: it {saved_by}, but "
+            f"this run has {processes(count)}. Each process's position in its shard of the "
+            "training data does not carry over to a different number of processes, so the "
+            f"resumed run would not be exact. {advice} in a new --workdir."
+        )
+    return states[jax.process_index()].encode()
+
+
 # --------------------------------------------------------------------------- one stage
 
 
@@ -367,14 +411,23 @@ def train_stage(stage_name: str, config: ml_collections.ConfigDict, model: pipel
     """Trains one stage (resuming if possible); returns the best variables.
 
     Everything a step depends on is in its checkpoint (state, epoch, batches done, the
-    grain iterator's state; augmentation and shuffling are seeded per epoch), so a run
-    killed anywhere and started again ends with bitwise the same parameters.
+    grain iterator state of every process; augmentation and shuffling are seeded per
+    epoch), so a run killed anywhere and started again with the same number of processes
+    ends with bitwise the same parameters.
     """
     s = _Stage(stage_name, config, variables, sources, workdir, mesh)
     stage, progress, ckpt = s.stage, s.progress, s.ckpt
     eval_fns = eval_fns or EvalFunctions(model, mesh)
     timing = {"first_step": 0.0, "steps": 0.0, "data": 0.0, "eval": 0.0, "checkpoint": 0.0}
     lead = jax.process_index() == 0
+    own_loader_state = None  # this process's grain iterator state in a mid-epoch checkpoint
+    if progress["loader_state"] is not None:
+        try:
+            own_loader_state = _own_loader_state(progress["loader_state"],
+                                                 ckpt.directory / str(s.resumed_from))
+        except checkpoints.ResumeMismatchError:
+            ckpt.close()
+            raise
     if s.resumed_from is not None and lead:
         what = ("finished earlier; nothing to train" if s.finished else
                 f"resuming from step {s.resumed_from} (epoch {progress['epoch'] + 1}, "
@@ -400,8 +453,9 @@ def train_stage(stage_name: str, config: ml_collections.ConfigDict, model: pipel
             )
             iterator = iter(loader)
             done = 0
-            if progress["loader_state"] is not None and progress["epoch"] == epoch:
-                iterator.set_state(progress["loader_state"].encode())
+            if own_loader_state is not None and progress["epoch"] == epoch:
+                iterator.set_state(own_loader_state)
+                own_loader_state = None  # the resumed epoch only
                 done = progress["batch_in_epoch"]
             bar = tqdm(total=s.steps_per_epoch, initial=done,
                        desc=f"{stage_name} {epoch + 1}/{stage.epochs}",
@@ -439,7 +493,8 @@ def train_stage(stage_name: str, config: ml_collections.ConfigDict, model: pipel
                 if every and step % every == 0 and done < s.steps_per_epoch:
                     t2 = time.perf_counter()
                     ckpt.save(step, state, {**progress, "epoch": epoch, "batch_in_epoch": done,
-                                            "loader_state": iterator.get_state().decode()})
+                                            "loader_state": _gather_loader_states(
+                                                iterator.get_state())})
                     timing["checkpoint"] += time.perf_counter() - t2
             bar.close()
             t0 = time.perf_counter()

@@ -115,8 +115,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     distributed.initialize(args.coordinator, args.num_processes, args.process_id)
     try:
         runner.run(config, args.workdir, stages=args.stage, show_progress=not args.no_progress)
-    except (checkpoints.ConfigMismatchError, FloatingPointError) as exc:
+    except (checkpoints.ConfigMismatchError, checkpoints.ResumeMismatchError,
+            FloatingPointError) as exc:
         # Expected stops with a message that says what to do: no traceback.
         print(f"stn-icnn train: error: {exc}", file=sys.stderr, flush=True)
-        return 2 if isinstance(exc, checkpoints.ConfigMismatchError) else 3
+        return 3 if isinstance(exc, FloatingPointError) else 2
     return 0

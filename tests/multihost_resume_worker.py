@@ -1,0 +1,85 @@
+"""Subprocess worker for tests/test_multihost_resume.py: one process of a multi-process
+``runner.run`` of the tiny ``rough`` stage (fake CPU devices need a fresh jax).
+
+The parent sets ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` and starts one
+worker per process with the same ``--coordinator``. With ``--stop-after-checkpoint K``
+the worker stops right after checkpoint K is saved: it touches ``--marker`` and sleeps
+until the parent SIGKILLs it (every process is then at the same, known point, so the
+kill is deterministic). Prints ``RESULT {json}`` when the run finishes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SMOKE = REPO / "experiments" / "configs" / "smoke.py"
+STEPS_PER_EPOCH = 4  # 8 faces x 2 copies / 2 processes / 2 rows per process
+EPOCHS = 2
+
+
+def tiny_config():
+    """The smoke config shrunk to the ``rough`` stage on 8 faces, batch 4 (one row per
+    device on 2 processes x 2 devices), a checkpoint every step, all kept."""
+    spec = importlib.util.spec_from_file_location("_smoke_config", SMOKE)
+    smoke = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(smoke)
+    c = smoke.get_config()
+    c.stage_order = ("rough",)
+    c.data.synthetic_size = (64, 96)
+    c.data.num_train, c.data.num_validation, c.data.num_test = 8, 4, 4
+    c.data.canvas_size = 96
+    c.model.rough_size = 32
+    c.model.crop_size = 15
+    c.train.batch_size = 4
+    c.train.eval_batch_size = 4
+    c.train.checkpoint_every_steps = 1
+    c.train.keep_checkpoints = 100  # the test compares checkpoints of every step
+    c.train.log_every_steps = 1
+    for stage in c.stages.values():
+        stage.epochs = EPOCHS
+    return c
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--workdir", required=True)
+    parser.add_argument("--coordinator", required=True)
+    parser.add_argument("--num-processes", type=int, required=True)
+    parser.add_argument("--process-id", type=int, required=True)
+    parser.add_argument("--stop-after-checkpoint", type=int)
+    parser.add_argument("--marker")
+    args = parser.parse_args(argv)
+
+    import jax
+
+    from stn_icnn_jax import checkpoints, distributed, runner
+
+    if args.stop_after_checkpoint is not None:
+        save = checkpoints.StageCheckpoints.save
+
+        def save_then_stop(self, step, state, progress, selection=None):
+            save(self, step, state, progress, selection)
+            if int(step) == args.stop_after_checkpoint:
+                Path(args.marker).touch()
+                while True:  # until the parent's SIGKILL
+                    time.sleep(60)
+
+        checkpoints.StageCheckpoints.save = save_then_stop
+
+    distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+    results = runner.run(tiny_config(), args.workdir, show_progress=False)
+    info = {"process_index": jax.process_index(), "process_count": jax.process_count(),
+            "device_count": jax.device_count(),
+            "local_device_count": jax.local_device_count(), "stages": results["stages"]}
+    print("RESULT " + json.dumps(info), flush=True)
+    jax.distributed.shutdown()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
