@@ -6,7 +6,8 @@ ground-truth crops (the part models alone) and with L's crops (the full pipeline
 and the mean |theta - theta_gt| of L on one validation batch. Usage:
 
     python experiments/diagnose_stages.py --config experiments/configs/synthetic.py \
-        --workdir runs/synthetic [--out experiments/results/synthetic_run/diagnosis.md]
+        --workdir runs/synthetic [--out experiments/results/synthetic_run/diagnosis.md] \
+        [--config.key=value ...]   # the overrides the run was trained with
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ def main() -> None:
     parser.add_argument("--config", required=True)
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--out")
-    args = parser.parse_args()
-    config = train_cli.load_config(args.config)
+    args, overrides = parser.parse_known_args()
+    config = train_cli.load_config(args.config, overrides)
     workdir = Path(args.workdir)
     mesh = distributed.make_mesh()
     sources = runner.load_sources(config, show_progress=False)
