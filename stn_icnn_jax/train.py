@@ -51,7 +51,7 @@ class StageConfig:
         and eq. 21's to L_F. 0 (default) is the paper's L_F alone. L_F alone has a
         degenerate minimum: L can move the crops where the cropped labels are all
         background and the parts then predict background (seen on the synthetic run,
-        experiments/results/synthetic_run/); the theta term anchors the crops.
+        experiments/results/synthetic_run_first_attempt/); the theta term anchors the crops.
     """
 
     learning_rates: dict[str, float]
