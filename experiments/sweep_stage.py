@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 
 CLASSES = ("eyes", "brows", "nose", "inner_mouth", "upper_lip", "lower_lip", "mouth", "overall")
-NETWORK = {"rough": "rough", "localizer": "localizer", "parts": "parts"}
+SINGLE_NETWORK_STAGES = ("rough", "localizer", "parts")  # each trains the network of its name
 
 
 def parse_variant(text: str, stage: str) -> tuple[str, list[str]]:
@@ -41,9 +41,9 @@ def parse_variant(text: str, stage: str) -> tuple[str, list[str]]:
         if not sep:
             raise SystemExit(f"bad override {item!r} in --variant {text!r}: use key=value")
         if key == "lr":
-            if stage not in NETWORK:
+            if stage not in SINGLE_NETWORK_STAGES:
                 raise SystemExit(f"lr= is ambiguous for stage {stage}; give the full key")
-            key = f"stages.{stage}.learning_rates.{NETWORK[stage]}"
+            key = f"stages.{stage}.learning_rates.{stage}"
         elif "." not in key:
             key = f"stages.{stage}.{key}"
         overrides.append(f"--config.{key}={value}")

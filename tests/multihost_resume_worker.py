@@ -11,14 +11,11 @@ kill is deterministic). Prints ``RESULT {json}`` when the run finishes.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-SMOKE = REPO / "experiments" / "configs" / "smoke.py"
 STEPS_PER_EPOCH = 4  # 8 faces x 2 copies / 2 processes / 2 rows per process
 EPOCHS = 2
 
@@ -26,24 +23,10 @@ EPOCHS = 2
 def tiny_config():
     """The smoke config shrunk to the ``rough`` stage on 8 faces, batch 4 (one row per
     device on 2 processes x 2 devices), a checkpoint every step, all kept."""
-    spec = importlib.util.spec_from_file_location("_smoke_config", SMOKE)
-    smoke = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(smoke)
-    c = smoke.get_config()
-    c.stage_order = ("rough",)
-    c.data.synthetic_size = (64, 96)
-    c.data.num_train, c.data.num_validation, c.data.num_test = 8, 4, 4
-    c.data.canvas_size = 96
-    c.model.rough_size = 32
-    c.model.crop_size = 15
-    c.train.batch_size = 4
-    c.train.eval_batch_size = 4
-    c.train.checkpoint_every_steps = 1
-    c.train.keep_checkpoints = 100  # the test compares checkpoints of every step
-    c.train.log_every_steps = 1
-    for stage in c.stages.values():
-        stage.epochs = EPOCHS
-    return c
+    from training_helpers import tiny_training_config
+
+    # keep every checkpoint: the test compares those of every step
+    return tiny_training_config(("rough",), EPOCHS, keep_checkpoints=100)
 
 
 def main(argv=None) -> None:

@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 
 import multihost_resume_worker as worker
+from training_helpers import assert_bitwise_equal, read_checkpoint
 from stn_icnn_jax import checkpoints, runner
 
 WORKER = Path(worker.__file__)
@@ -86,23 +87,6 @@ def _finish(procs: list[subprocess.Popen], logs: Path) -> list[str]:
     return outputs
 
 
-def read_checkpoint(workdir: Path, step: int | None = None):
-    ckpt = checkpoints.StageCheckpoints(workdir / "rough" / "checkpoints")
-    try:
-        step = ckpt.latest_step() if step is None else step
-        leaves, progress = ckpt.read(step)
-        return leaves, progress, step
-    finally:
-        ckpt.close()
-
-
-def assert_bitwise_equal(a: dict, b: dict, what: str) -> None:
-    assert sorted(a) == sorted(b), what
-    for key in a:
-        assert a[key].dtype == b[key].dtype and a[key].shape == b[key].shape, (what, key)
-        assert np.array_equal(a[key], b[key]), f"{what}: {key} differs"
-
-
 @pytest.fixture(scope="module")
 def runs(cache_dir, tmp_path_factory) -> dict:
     """An uninterrupted two-process run, and one killed after checkpoint ``KILL_AT`` and
@@ -141,7 +125,7 @@ def runs(cache_dir, tmp_path_factory) -> dict:
 @pytest.mark.slow
 def test_two_process_run_killed_mid_epoch_resumes_bitwise_exact(runs):
     # The killed run left a mid-epoch checkpoint holding both processes' loader states.
-    _, progress, step = read_checkpoint(runs["killed"])
+    _, progress, step = read_checkpoint(runs["killed"], "rough")
     assert step == KILL_AT
     assert progress["epoch"] == 0 and progress["batch_in_epoch"] == KILL_AT, progress
     states = progress["loader_state"]
@@ -154,23 +138,23 @@ def test_two_process_run_killed_mid_epoch_resumes_bitwise_exact(runs):
     positions = [{k: v for k, v in d.items() if k != "sampler"} for d in decoded]
     assert positions[0] != positions[1], positions
     # The states are what an uninterrupted run saved at the same step.
-    assert read_checkpoint(runs["reference"], KILL_AT)[1] == progress
+    assert read_checkpoint(runs["reference"], "rough", KILL_AT)[1] == progress
 
     assert (f"[rough] resuming from step {KILL_AT} (epoch 1, batch {KILL_AT})"
             in runs["resumed_stdout"]), runs["resumed_stdout"][-4000:]
 
-    ours, our_progress, our_step = read_checkpoint(runs["resumed"])
-    theirs, their_progress, their_step = read_checkpoint(runs["reference"])
+    ours, our_progress, our_step = read_checkpoint(runs["resumed"], "rough")
+    theirs, their_progress, their_step = read_checkpoint(runs["reference"], "rough")
     assert our_step == their_step == worker.EPOCHS * worker.STEPS_PER_EPOCH
     assert_bitwise_equal(ours, theirs, "final state")
     assert our_progress == their_progress
     best = our_progress["best_step"]
-    assert_bitwise_equal(read_checkpoint(runs["resumed"], best)[0],
-                         read_checkpoint(runs["reference"], best)[0], "best state")
+    assert_bitwise_equal(read_checkpoint(runs["resumed"], "rough", best)[0],
+                         read_checkpoint(runs["reference"], "rough", best)[0], "best state")
     assert (json.loads((runs["resumed"] / "results.json").read_text())["test"]
             == json.loads((runs["reference"] / "results.json").read_text())["test"])
     # Not vacuous: training moved the parameters after the kill.
-    killed_state = read_checkpoint(runs["killed"])[0]
+    killed_state = read_checkpoint(runs["killed"], "rough")[0]
     assert any(not np.array_equal(ours[k], killed_state[k])
                for k in ours if k.startswith(".params['rough']"))
 

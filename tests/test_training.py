@@ -24,11 +24,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import training_helpers
 from stn_icnn_jax import checkpoints, cli, distributed, runner, train, train_cli
 from stn_icnn_jax.data import input_pipeline
+from training_helpers import assert_bitwise_equal, read_checkpoint, stage_checkpoints
 
-REPO = Path(__file__).resolve().parents[1]
-SMOKE = REPO / "experiments" / "configs" / "smoke.py"
+HELPERS = Path(training_helpers.__file__)
 STAGES = ("rough", "localizer")
 STEPS_PER_EPOCH = 4  # 8 faces x 2 copies / batch 4
 EPOCHS = 2
@@ -37,25 +38,13 @@ CLI_TIMEOUT = 600
 TINY_CONFIG = f'''
 import importlib.util
 
+spec = importlib.util.spec_from_file_location("_training_helpers", {str(HELPERS)!r})
+helpers = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(helpers)
+
 
 def get_config():
-    spec = importlib.util.spec_from_file_location("_smoke_config", {str(SMOKE)!r})
-    smoke = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(smoke)
-    c = smoke.get_config()
-    c.stage_order = {STAGES!r}
-    c.data.synthetic_size = (64, 96)
-    c.data.num_train, c.data.num_validation, c.data.num_test = 8, 4, 4
-    c.data.canvas_size = 96
-    c.model.rough_size = 32
-    c.model.crop_size = 15
-    c.train.batch_size = 4
-    c.train.eval_batch_size = 4
-    c.train.checkpoint_every_steps = 1
-    c.train.log_every_steps = 1
-    for stage in c.stages.values():
-        stage.epochs = {EPOCHS}
-    return c
+    return helpers.tiny_training_config({STAGES!r}, {EPOCHS})
 '''
 
 
@@ -102,28 +91,6 @@ def run_cli(command: list[str], env: dict) -> str:
                             timeout=CLI_TIMEOUT)
     assert result.returncode == 0, f"{command} failed:\n{result.stdout}\n{result.stderr[-4000:]}"
     return result.stdout
-
-
-def stage_checkpoints(workdir: Path, stage: str) -> checkpoints.StageCheckpoints:
-    return checkpoints.StageCheckpoints(workdir / stage / "checkpoints")
-
-
-def read_checkpoint(workdir: Path, stage: str, step: int | None = None):
-    """``({key path: array}, progress, step)`` of a stage's checkpoint (latest by default)."""
-    ckpt = stage_checkpoints(workdir, stage)
-    try:
-        step = ckpt.latest_step() if step is None else step
-        leaves, progress = ckpt.read(step)
-        return leaves, progress, step
-    finally:
-        ckpt.close()
-
-
-def assert_bitwise_equal(a: dict, b: dict, what: str) -> None:
-    assert sorted(a) == sorted(b), what
-    for key in a:
-        assert a[key].dtype == b[key].dtype and a[key].shape == b[key].shape, (what, key)
-        assert np.array_equal(a[key], b[key]), f"{what}: {key} differs"
 
 
 def read_jsonl(path: Path) -> list[dict]:
