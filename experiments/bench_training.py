@@ -33,8 +33,10 @@ import sys
 import time
 from pathlib import Path
 
+from stn_icnn_jax.train.stages import STAGE_NAMES as STAGES
+from stn_icnn_jax.train.stages import STAGES as RECORDS
+
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_training.md"
-STAGES = ("rough", "localizer", "parts", "end_to_end")
 
 
 def model_and_variables(canvas: int):
@@ -42,12 +44,13 @@ def model_and_variables(canvas: int):
     import jax
     import numpy as np
 
-    from stn_icnn_jax import configs, pipeline, runner
+    from stn_icnn_jax.config import base_config, build
+    from stn_icnn_jax.model import stn_icnn
 
-    config = configs.base_config()
+    config = base_config()
     config.data.canvas_size = canvas
-    model = pipeline.STNiCNN(runner.model_config(config))
-    variables = pipeline.init_variables(model, jax.random.key(0, impl="rbg"))
+    model = stn_icnn.STNiCNN(build.model_config(config))
+    variables = stn_icnn.init_variables(model, jax.random.key(0, impl="rbg"))
     return model, jax.tree.map(np.asarray, variables), config
 
 
@@ -58,20 +61,18 @@ def synthetic_records(n: int) -> list[dict]:
 
 
 def input_config(config, batch: int, workers: int, seed: int = 0):
-    from stn_icnn_jax.data import augment, input_pipeline
+    from stn_icnn_jax.config import build
 
-    return input_pipeline.InputConfig(
-        rough_size=config.model.rough_size, canvas_size=config.data.canvas_size,
-        batch_size=batch, augment=augment.AugmentConfig(), seed=seed, shuffle=True,
-        worker_count=workers,
-    )
+    training = build.input_config(config, batch, training=True, seed=seed)
+    return dataclasses.replace(training, worker_count=workers)
 
 
 def fixed_batches(records, stage: str, config, batch: int, count: int) -> list[dict]:
     """``count`` real input batches of ``stage`` (made once, outside the timing)."""
     from stn_icnn_jax.data import input_pipeline
 
-    loader = input_pipeline.make_loader(records, stage, input_config(config, batch, 0),
+    loader = input_pipeline.make_loader(records, RECORDS[stage].features,
+                                        input_config(config, batch, 0),
                                         num_epochs=None)
     it = iter(loader)
     return [next(it) for _ in range(count)]
@@ -82,13 +83,13 @@ def time_steps(stage: str, model, variables, batches: list[dict], mesh, per_devi
     """Compile + warm-up, then ``steps`` timed steps (each waits for its result)."""
     import jax
 
-    from stn_icnn_jax import distributed, runner, train
-    from stn_icnn_jax.configs import base_config
+    from stn_icnn_jax.config import base_config, build
+    from stn_icnn_jax.train import distributed, step as train
 
-    stage_cfg = runner.stage_config(base_config(), stage)
+    stage_cfg = build.stage_config(base_config(), stage)
     tx = train.make_optimizer(stage_cfg, 1000, variables["params"])
     step = distributed.compile_train_step(
-        functools.partial(train.make_train_step, model, stage, stage_cfg, tx), mesh,
+        functools.partial(train.make_train_step, model, RECORDS[stage], stage_cfg, tx), mesh,
         per_device_batch_stats=per_device)
     state = jax.device_put(train.init_state(variables["params"], variables["batch_stats"], tx),
                            distributed.replicated(mesh))
@@ -118,7 +119,8 @@ def time_loader(records, stage: str, config, batch: int, workers: int, count: in
     with workers, the batches they prefetched meanwhile are not timed."""
     from stn_icnn_jax.data import input_pipeline
 
-    loader = input_pipeline.make_loader(records, stage, input_config(config, batch, workers),
+    loader = input_pipeline.make_loader(records, RECORDS[stage].features,
+                                        input_config(config, batch, workers),
                                         num_epochs=None)
     it = iter(loader)
     started = time.perf_counter()
@@ -141,7 +143,7 @@ def scaling_worker(args) -> None:
     """Runs in a subprocess with N fake devices; prints one JSON line."""
     import jax
 
-    from stn_icnn_jax import distributed
+    from stn_icnn_jax.train import distributed
 
     model, variables, config = model_and_variables(args.canvas)
     records = synthetic_records(args.records)
@@ -257,6 +259,9 @@ def write_report(path: Path, args, header: str, stage_rows: dict, loader_rows: d
 
 
 def main(argv=None) -> None:
+    from absl import flags
+
+    flags.FLAGS.mark_as_parsed()  # grain's loader workers read absl flags
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--steps", type=int, default=5, help="timed steps per measurement")
@@ -277,7 +282,7 @@ def main(argv=None) -> None:
 
     started = time.time()
     header = machine()
-    from stn_icnn_jax import distributed
+    from stn_icnn_jax.train import distributed
 
     model, variables, config = model_and_variables(args.canvas)
     records = synthetic_records(args.records)

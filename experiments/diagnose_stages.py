@@ -17,8 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from stn_icnn_jax import distributed, pipeline, runner, train_cli
+from stn_icnn_jax.config import build, load_config
 from stn_icnn_jax.data import input_pipeline
+from stn_icnn_jax.model import stn_icnn
+from stn_icnn_jax.train import distributed, evaluate, loop, run
+from stn_icnn_jax.train.stages import STAGES
 
 
 def main() -> None:
@@ -27,28 +30,24 @@ def main() -> None:
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--out")
     args, overrides = parser.parse_known_args()
-    config = train_cli.load_config(args.config, overrides)
-    workdir = Path(args.workdir)
+    config = load_config(args.config, overrides)
     mesh = distributed.make_mesh()
-    sources = runner.load_sources(config, show_progress=False)
-    model, variables = runner.initial_variables(config, sources, mesh)
-    after = {}
-    for stage in ("rough", "localizer", "parts", "end_to_end"):
-        variables = runner.load_stage(stage, config, variables, sources, workdir, mesh)
-        after[stage] = variables
-    evals = runner.EvalFunctions(model, mesh)
+    model, sources, after = run.load_trained(config, args.workdir, mesh)
+    evals = evaluate.EvalFunctions(model, mesh)
     loader = input_pipeline.make_loader(
-        sources["validation"], "eval", runner.input_config(config, 10, training=False))
+        sources["validation"], STAGES["end_to_end"].eval_features,
+        build.input_config(config, 10, training=False))
     batch = next(iter(loader))
-    truth = np.asarray(pipeline.ground_truth_theta(batch, model.config))
+    truth = np.asarray(stn_icnn.ground_truth_theta(batch, model.config))
     lines = ["| parameters after | F1 overall, ground-truth crops | F1 overall, L's crops | "
              "mean abs(theta - theta_gt): sx, sy, tx, ty |", "|---|---|---|---|"]
     for name in ("parts", "end_to_end"):
-        scores = [runner.evaluate(stage, evals(stage), after[name], sources["validation"],
-                                  config, mesh)["f1"]["overall"] for stage in ("parts", "end_to_end")]
+        scores = [evaluate.evaluate(STAGES[stage], evals(STAGES[stage]), after[name],
+                                    sources["validation"], loop.eval_input_config(config, mesh),
+                                    mesh)["f1"]["overall"] for stage in ("parts", "end_to_end")]
         logits = model.apply(after[name], batch["rough_image"], False,
-                             method=pipeline.STNiCNN.rough_logits)
-        theta = np.asarray(model.apply(after[name], logits, False, method=pipeline.STNiCNN.localize))
+                             method=stn_icnn.STNiCNN.rough_logits)
+        theta = np.asarray(model.apply(after[name], logits, False, method=stn_icnn.STNiCNN.localize))
         err = np.abs(theta - truth).mean(axis=(0, 1))
         lines.append(f"| {name} | {scores[0]:.3f} | {scores[1]:.3f} | "
                      f"{err[0, 0]:.3f}, {err[1, 1]:.3f}, {err[0, 2]:.3f}, {err[1, 2]:.3f} |")

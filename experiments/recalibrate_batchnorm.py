@@ -15,8 +15,11 @@ from pathlib import Path
 
 import jax
 
-from stn_icnn_jax import distributed, pipeline, runner, train_cli
+from stn_icnn_jax.config import build, load_config
 from stn_icnn_jax.data import input_pipeline
+from stn_icnn_jax.model import stn_icnn
+from stn_icnn_jax.train import distributed, evaluate, loop, run
+from stn_icnn_jax.train.stages import STAGES
 
 
 def main() -> None:
@@ -27,18 +30,16 @@ def main() -> None:
     parser.add_argument("--batches", type=int, nargs="+", default=[10, 40],
                         help="report after this many training batches")
     args, overrides = parser.parse_known_args()
-    config = train_cli.load_config(args.config, overrides)
+    config = load_config(args.config, overrides)
     mesh = distributed.make_mesh()
-    sources = runner.load_sources(config, show_progress=False)
-    model, variables = runner.initial_variables(config, sources, mesh)
-    for name in config.stage_order:
-        variables = runner.load_stage(name, config, variables, sources, Path(args.workdir), mesh)
-        if name == args.stage:
-            break
-    evaluate = runner.EvalFunctions(model, mesh)(args.stage)
+    stage = STAGES[args.stage]
+    model, sources, after = run.load_trained(config, args.workdir, mesh, until=args.stage)
+    variables = after[args.stage]
+    eval_fn = evaluate.EvalFunctions(model, mesh)(stage)
+    eval_input = loop.eval_input_config(config, mesh)
 
     def show(what: str, v: dict) -> None:
-        f1 = runner.evaluate(args.stage, evaluate, v, sources["validation"], config, mesh)["f1"]
+        f1 = evaluate.evaluate(stage, eval_fn, v, sources["validation"], eval_input, mesh)["f1"]
         print(f"{what}: " + ", ".join(f"{k} {x:.3f}" for k, x in f1.items()), flush=True)
 
     show("as trained", variables)
@@ -46,12 +47,12 @@ def main() -> None:
 
     @jax.jit
     def update(v: dict, batch: dict) -> dict:
-        _, stats = pipeline.forward(model, v, batch, True, theta_source=source)
+        _, stats = stn_icnn.forward(model, v, batch, True, theta_source=source)
         return {"params": v["params"], "batch_stats": stats}
 
     loader = input_pipeline.make_loader(
-        sources["train"], args.stage,
-        runner.input_config(config, config.train.batch_size, training=True, seed=1),
+        sources["train"], stage.features,
+        build.input_config(config, config.train.batch_size, training=True, seed=1),
         num_epochs=1)
     for i, batch in enumerate(loader, start=1):
         variables = update(variables, batch)

@@ -26,7 +26,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-CLASSES = ("eyes", "brows", "nose", "inner_mouth", "upper_lip", "lower_lip", "mouth", "overall")
+from stn_icnn_jax.taxonomy import F1_SETS
+
+CLASSES = tuple(F1_SETS)  # the paper's Table 2 columns
 SINGLE_NETWORK_STAGES = ("rough", "localizer", "parts")  # each trains the network of its name
 
 

@@ -9,8 +9,8 @@ then for each evaluated set ``S`` of class indices
 so confusions inside a set count as true positives (a left eye predicted as right eye
 counts for "eyes"; a nose predicted as an eye counts for "overall").
 
-Class order (9 classes): 0 background (with skin and hair), 1 left brow, 2 right brow,
-3 left eye, 4 right eye, 5 nose, 6 upper lip, 7 inner mouth, 8 lower lip.
+The classes and the evaluated sets are :mod:`stn_icnn_jax.taxonomy`'s ``CLASS_NAMES``
+and ``F1_SETS``.
 """
 
 from __future__ import annotations
@@ -21,20 +21,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-#: The evaluated class sets of the paper's Table 2, in its column order.
-F1_SETS: Mapping[str, tuple[int, ...]] = {
-    "eyes": (3, 4),
-    "brows": (1, 2),
-    "nose": (5,),
-    "inner_mouth": (7,),
-    "upper_lip": (6,),
-    "lower_lip": (8,),
-    "mouth": (6, 7, 8),
-    "overall": (1, 2, 3, 4, 5, 6, 7, 8),
-}
+from stn_icnn_jax.taxonomy import F1_SETS, NUM_CLASSES
 
 
-def confusion_matrix(pred: jax.Array, target: jax.Array, num_classes: int = 9) -> jax.Array:
+def confusion_matrix(pred: jax.Array, target: jax.Array, num_classes: int = NUM_CLASSES) -> jax.Array:
     """Counts ``[target, pred]`` of integer label maps.
 
     Args:
@@ -61,6 +51,28 @@ def confusion_matrix(pred: jax.Array, target: jax.Array, num_classes: int = 9) -
     index = jnp.where(valid, target * num_classes + pred, 0)
     counts = jnp.zeros((num_classes * num_classes,), jnp.int32).at[index].add(valid.astype(jnp.int32))
     return counts.reshape(num_classes, num_classes)
+
+
+def mask_outside(label: jax.Array, origin: jax.Array, size: jax.Array) -> jax.Array:
+    """Sets the pixels outside each example's image region to -1 (not counted).
+
+    Args:
+      label: ``(N, H, W)`` integer labels on the canvas.
+      origin: ``(N, 2)`` (top, left) of each image on the canvas.
+      size: ``(N, 2)`` (height, width) of each image.
+
+    Returns:
+      ``(N, H, W)`` int32: ``label`` inside ``[top, top + h) x [left, left + w)``, -1 outside.
+    """
+    label = jnp.asarray(label, jnp.int32)
+    origin = jnp.asarray(origin, jnp.int32)[:, :, None]
+    size = jnp.asarray(size, jnp.int32)[:, :, None]
+    rows = jnp.arange(label.shape[1])[None, None]
+    cols = jnp.arange(label.shape[2])[None, None]
+    in_rows = (rows >= origin[:, 0:1]) & (rows < origin[:, 0:1] + size[:, 0:1])  # (N, 1, H)
+    in_cols = (cols >= origin[:, 1:2]) & (cols < origin[:, 1:2] + size[:, 1:2])  # (N, 1, W)
+    inside = in_rows[:, 0, :, None] & in_cols[:, 0, None, :]
+    return jnp.where(inside, label, -1)
 
 
 def f1_scores(confusion, sets: Mapping[str, tuple[int, ...]] = F1_SETS) -> dict[str, float]:

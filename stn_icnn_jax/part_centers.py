@@ -1,8 +1,8 @@
 """Part centres from label maps, and the part label crops' classes.
 
-The six parts, in the order used everywhere: left brow, right brow, left eye,
-right eye, nose, mouth. Their classes in the 9-class layout (notes.md 3.2):
-brows 1, 2; eyes 3, 4; nose 5; mouth = upper lip 6, inner mouth 7, lower lip 8.
+The six parts and their classes are :data:`stn_icnn_jax.taxonomy.PART_NAMES` and
+:data:`~stn_icnn_jax.taxonomy.PART_CLASSES` (brows 1, 2; eyes 3, 4; nose 5; mouth =
+upper lip 6, inner mouth 7, lower lip 8).
 
 Two conventions for the centre (notes.md 2.3 vs the paper's eq. 21):
 
@@ -24,10 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-PART_NAMES = ("brow_L", "brow_R", "eye_L", "eye_R", "nose", "mouth")
-#: 9-class indices that make up each part, in PART_NAMES order.
-PART_CLASSES = ((1,), (2,), (3,), (4,), (5,), (6, 7, 8))
-NUM_PARTS = len(PART_NAMES)
+from stn_icnn_jax.taxonomy import NUM_PARTS, PART_CLASSES
 
 CenterConvention = Literal["paper", "authors"]
 

@@ -28,12 +28,12 @@ ROUGH = 16
 
 
 def tiny_config():
-    from stn_icnn_jax import pipeline
-    from stn_icnn_jax.icnn import ICNNConfig
-    from stn_icnn_jax.localizer import LocalizerConfig
+    from stn_icnn_jax.model import stn_icnn
+    from stn_icnn_jax.model.icnn import ICNNConfig
+    from stn_icnn_jax.model.localizer import LocalizerConfig
 
     small = dict(channels=(4, 8), num_interlink_layers=1)
-    return pipeline.STNiCNNConfig(
+    return stn_icnn.STNiCNNConfig(
         rough=dataclasses.replace(ICNNConfig.paper(9), **small),
         parts=dataclasses.replace(ICNNConfig.paper(2), **small),
         localizer=LocalizerConfig(input_size=ROUGH, channels=(4, 4, 8, 8), head_init_scale=1e-2),
@@ -88,9 +88,9 @@ def make_batch(n: int = GLOBAL_BATCH, seed: int = 0) -> dict:
 
 
 def stage_batch(batch: dict, stage: str) -> dict:
-    from stn_icnn_jax.data.input_pipeline import STAGE_FEATURES
+    from stn_icnn_jax.train.stages import STAGES
 
-    return {k: batch[k] for k in STAGE_FEATURES[stage]}
+    return {k: batch[k] for k in STAGES[stage].features}
 
 
 def learning_rates(stage: str) -> dict:
@@ -102,29 +102,30 @@ def learning_rates(stage: str) -> dict:
 class Runner:
     """Fresh state + compiled steps (cached per mesh and BN mode) for one stage of the
     tiny model. ``optimizer``: ``"sgd"`` (plain SGD, learning rate 0.05, for exact
-    comparisons) or ``"adam"`` (the project's ``train.make_optimizer``)."""
+    comparisons) or ``"adam"`` (the project's ``train.step.make_optimizer``)."""
 
     def __init__(self, stage: str, optimizer: str = "sgd", seed: int = 0):
         import jax
         import numpy as np
         import optax
 
-        from stn_icnn_jax import pipeline, train
+        from stn_icnn_jax.model import stn_icnn
+        from stn_icnn_jax.train import stages, step
 
         self.stage_name = stage
-        self.model = pipeline.STNiCNN(tiny_config())
+        self.model = stn_icnn.STNiCNN(tiny_config())
         # rbg keys: the threefry init of these nets is much slower to compile on CPU.
         # Kept as numpy so donating a state never deletes them.
         self.variables = jax.tree.map(
-            np.asarray, pipeline.init_variables(self.model, jax.random.key(seed, impl="rbg")))
-        self.stage = train.StageConfig(learning_rates=learning_rates(stage), halve_every_epochs=100)
+            np.asarray, stn_icnn.init_variables(self.model, jax.random.key(seed, impl="rbg")))
+        self.stage = stages.StageConfig(learning_rates=learning_rates(stage), halve_every_epochs=100)
         if optimizer == "adam":
-            self.tx = train.make_optimizer(self.stage, 1, self.variables["params"])
+            self.tx = step.make_optimizer(self.stage, 1, self.variables["params"])
         elif optimizer == "sgd":
             self.tx = optax.sgd(0.05)
         else:
             raise ValueError(f"optimizer {optimizer!r}")
-        self.make_step = functools.partial(train.make_train_step, self.model, stage, self.stage,
+        self.make_step = functools.partial(step.make_train_step, self.model, stages.STAGES[stage], self.stage,
                                            self.tx)
         self._steps = {}
 
@@ -132,14 +133,14 @@ class Runner:
         import jax
         import numpy as np
 
-        from stn_icnn_jax import distributed, train
+        from stn_icnn_jax.train import distributed, step
 
-        state = train.init_state(self.variables["params"], self.variables["batch_stats"], self.tx)
+        state = step.init_state(self.variables["params"], self.variables["batch_stats"], self.tx)
         state = jax.tree.map(np.asarray, state)
         return jax.device_put(state, distributed.replicated(mesh))
 
     def step_fn(self, mesh, per_device: bool):
-        from stn_icnn_jax import distributed
+        from stn_icnn_jax.train import distributed
 
         key = (tuple(d.id for d in mesh.devices.flat), per_device)
         if key not in self._steps:
@@ -153,7 +154,7 @@ class Runner:
 
         import jax
 
-        from stn_icnn_jax import distributed
+        from stn_icnn_jax.train import distributed
 
         step = self.step_fn(mesh, per_device)
         state = self.fresh_state(mesh)
@@ -171,7 +172,7 @@ class Runner:
         from the same (copied) state; -> per step (params diff, batch_stats diff)."""
         import jax
 
-        from stn_icnn_jax import distributed
+        from stn_icnn_jax.train import distributed
 
         step_a, step_b = self.step_fn(mesh_a, False), self.step_fn(mesh_b, False)
         state = self.fresh_state(mesh_a)
@@ -221,7 +222,7 @@ def equivalence(steps: int) -> dict:
     import jax
     import numpy as np
 
-    from stn_icnn_jax import distributed
+    from stn_icnn_jax.train import distributed
 
     if jax.device_count() != 4:
         raise RuntimeError(f"expected 4 fake devices (XLA_FLAGS), got {jax.device_count()}")
@@ -314,7 +315,7 @@ def train_mode(args) -> dict:
     import jax
     import numpy as np
 
-    from stn_icnn_jax import distributed
+    from stn_icnn_jax.train import distributed
 
     if args.coordinator:
         distributed.initialize(args.coordinator, args.num_processes, args.process_id)

@@ -1,5 +1,5 @@
 """Subprocess worker for tests/test_multihost_resume.py: one process of a multi-process
-``runner.run`` of the tiny ``rough`` stage (fake CPU devices need a fresh jax).
+``train.run.run`` of the tiny ``rough`` stage (fake CPU devices need a fresh jax).
 
 The parent sets ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` and starts one
 worker per process with the same ``--coordinator``. With ``--stop-after-checkpoint K``
@@ -41,7 +41,8 @@ def main(argv=None) -> None:
 
     import jax
 
-    from stn_icnn_jax import checkpoints, distributed, runner
+    from stn_icnn_jax.train import checkpoints, distributed
+    from stn_icnn_jax.train import run as runner
 
     if args.stop_after_checkpoint is not None:
         save = checkpoints.StageCheckpoints.save

@@ -20,11 +20,12 @@ from PIL import Image
 
 import data_fixtures as fx
 import stn_icnn_jax.data  # noqa: F401  (registers the builders)
+from stn_icnn_jax import taxonomy
 from stn_icnn_jax import cli
 from stn_icnn_jax.data import labels as L
-from stn_icnn_jax.data import synthetic_tfds
-from stn_icnn_jax.data.build_cli import build_dataset
-from stn_icnn_jax.data.helen import Helen
+from stn_icnn_jax.data.builders import synthetic_faces as synthetic_tfds
+from stn_icnn_jax.data.build import build_dataset
+from stn_icnn_jax.data.builders.helen import Helen
 from stn_icnn_jax.data.image_io import DataFormatError
 
 SPLITS = ("train", "validation", "test")
@@ -109,7 +110,7 @@ def test_labels_hand_cases_and_tables():
     for keep, table in ((False, SMITH_NINE), (True, SMITH_ELEVEN)):
         np.testing.assert_array_equal(L.hard_label(oh, keep), L.smith_to_label(hard, keep))
         np.testing.assert_array_equal(L.smith_to_label(hard, keep)[0], [table[c] for c in range(11)])
-    assert L.num_classes() == 9 and L.num_classes(True) == 11
+    assert len(taxonomy.class_names()) == 9 and len(taxonomy.class_names(True)) == 11
     with pytest.raises(ValueError):
         L.nine_class_label(np.zeros((2, 2, 9), np.uint8))
     with pytest.raises(ValueError):
@@ -508,7 +509,7 @@ def test_celebamask_bad_input(tmp_path, case):
 
 
 def test_celebamask_split_sizes_full_and_small():
-    from stn_icnn_jax.data.celebamask_hq import split_indices
+    from stn_icnn_jax.data.builders.celebamask_hq import split_indices
 
     full = split_indices(list(range(30000))[::-1])
     assert [len(full[s]) for s in SPLITS] == [18000, 6000, 6000]

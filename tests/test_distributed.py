@@ -35,7 +35,7 @@ import jax
 import numpy as np
 import pytest
 
-from stn_icnn_jax import distributed
+from stn_icnn_jax.train import distributed
 
 WORKER = Path(__file__).with_name("distributed_worker.py")
 STAGES = ("rough", "end_to_end")

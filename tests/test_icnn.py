@@ -1,4 +1,4 @@
-"""Tests of the interlinked CNN (stn_icnn_jax.icnn).
+"""Tests of the interlinked CNN (stn_icnn_jax.model.icnn).
 
 Most tests use numpy-random variables built from ``jax.eval_shape(init)``: a real
 ``init`` of the full iCNN compiles ~70 threefry draws (10-20 s on a shared 2-core CPU),
@@ -24,9 +24,9 @@ from hypothesis import strategies as st
 from torch import nn as tnn
 from torch_helpers import randomise_batchnorm
 
-from stn_icnn_jax.icnn import (
+from stn_icnn_jax.model.icnn import (
     ICNN,
-    PART_LABELS,
+    PART_NUM_LABELS,
     PART_NAMES,
     ICNNConfig,
     PartModels,
@@ -268,8 +268,8 @@ def test_part_models_shapes_and_structure():
         assert set(v["params"]) == names
         outs = jax.eval_shape(lambda v, x: model.apply(v, x, train=False), v, x)
         assert len(outs) == 6
-        assert [o.shape for o in outs] == [(2, 9, 10, c) for c in PART_LABELS]
-    assert PART_LABELS == (2, 2, 2, 2, 2, 4)
+        assert [o.shape for o in outs] == [(2, 9, 10, c) for c in PART_NUM_LABELS]
+    assert PART_NUM_LABELS == (2, 2, 2, 2, 2, 4)
     with pytest.raises(ValueError, match="6"):
         jax.eval_shape(lambda: _tiny_parts(True).init(jax.random.PRNGKey(0),
                                                       jnp.zeros((2, 5, 9, 9, 3)), train=False))

@@ -5,6 +5,7 @@ import pytest
 
 from stn_icnn_jax import part_centers
 from stn_icnn_jax.data import augment, input_pipeline as ip, labels
+from stn_icnn_jax.train.stages import STAGES
 
 
 def _records(n=6, seed=0):
@@ -30,7 +31,7 @@ def _config(**kw):
 
 def test_layout_without_augmentation_matches_the_records():
     recs = _records()
-    batches = list(ip.make_loader(recs, "eval", _config()))
+    batches = list(ip.make_loader(recs, STAGES["end_to_end"].eval_features, _config()))
     assert len(batches) == 2
     for b, chunk in zip(batches, (recs[:3], recs[3:])):
         for k, rec in enumerate(chunk):
@@ -55,25 +56,49 @@ def test_layout_without_augmentation_matches_the_records():
 
 def test_stage_features():
     recs = _records()
-    for stage, feats in ip.STAGE_FEATURES.items():
-        batch = next(iter(ip.make_loader(recs, stage, _config())))
-        assert set(batch) == set(feats)
+    for stage in STAGES.values():
+        for feats in (stage.features, stage.eval_features):
+            batch = next(iter(ip.make_loader(recs, feats, _config())))
+            assert set(batch) == set(feats)
 
 
 def test_augmented_epoch_is_five_copies_and_deterministic():
     recs = _records()
     cfg = _config(augment=augment.AugmentConfig(), shuffle=True, batch_size=5, seed=3)
-    a = list(ip.make_loader(recs, "rough", cfg))
-    b = list(ip.make_loader(recs, "rough", cfg))
+    a = list(ip.make_loader(recs, STAGES["rough"].features, cfg))
+    b = list(ip.make_loader(recs, STAGES["rough"].features, cfg))
     assert len(a) == 6  # 6 records x 5 copies / 5
     for x, y in zip(a, b):
         np.testing.assert_array_equal(x["rough_image"], y["rough_image"])
-    c = list(ip.make_loader(recs, "rough", _config(augment=augment.AugmentConfig(), seed=4,
+    c = list(ip.make_loader(recs, STAGES["rough"].features, _config(augment=augment.AugmentConfig(), seed=4,
                                                    shuffle=True, batch_size=5)))
     assert not np.array_equal(a[0]["rough_image"], c[0]["rough_image"])
 
 
-def test_workers_give_the_same_examples_deterministically():
+@pytest.fixture
+def parsed_flags():
+    """grain's workers read absl flags: parse them as a program would, then undo it."""
+    from absl import flags
+
+    was_parsed = flags.FLAGS.is_parsed()
+    flags.FLAGS.mark_as_parsed()
+    yield
+    if not was_parsed:
+        flags.FLAGS.unparse_flags()
+
+
+def test_workers_need_parsed_flags_and_the_loader_does_not_parse_them():
+    from absl import flags
+
+    if flags.FLAGS.is_parsed():
+        flags.FLAGS.unparse_flags()
+    cfg = _config(worker_count=2)
+    with pytest.raises(RuntimeError, match="worker_count=2.*absl flags"):
+        ip.make_loader(_records(), STAGES["rough"].features, cfg)
+    assert not flags.FLAGS.is_parsed()
+
+
+def test_workers_give_the_same_examples_deterministically(parsed_flags):
     # grain batches inside each worker, so the order depends on worker_count; the
     # examples of an epoch, and the order for a fixed worker_count, do not.
     recs = _records()
@@ -81,7 +106,7 @@ def test_workers_give_the_same_examples_deterministically():
     def epoch(workers):
         cfg = _config(augment=augment.AugmentConfig(), shuffle=True, batch_size=5, seed=1,
                       worker_count=workers)
-        return list(ip.make_loader(recs, "parts", cfg))
+        return list(ip.make_loader(recs, STAGES["parts"].features, cfg))
 
     def checksums(batches):
         return sorted(int(c.astype(np.int64).sum()) for b in batches for c in b["canvas"])
@@ -96,9 +121,9 @@ def test_workers_give_the_same_examples_deterministically():
 def test_image_larger_than_canvas_names_the_record():
     recs = _records()
     with pytest.raises(Exception, match=r"rec0.*does not fit the 40x40 canvas"):
-        list(ip.make_loader(recs, "eval", _config(canvas_size=40)))
+        list(ip.make_loader(recs, STAGES["end_to_end"].eval_features, _config(canvas_size=40)))
 
 
-def test_unknown_stage():
-    with pytest.raises(ValueError, match="unknown stage"):
-        ip.make_loader(_records(), "stage9", _config())
+def test_unknown_feature():
+    with pytest.raises(ValueError, match="unknown batch features"):
+        ip.make_loader(_records(), ("rough_image", "stage9"), _config())

@@ -1,4 +1,4 @@
-"""Tests of the STN localisation net and the theta parametrisation (stn_icnn_jax.localizer)."""
+"""Tests of the STN localisation net and the theta parametrisation (stn_icnn_jax.model.localizer)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from stn_icnn_jax.icnn import count_params
-from stn_icnn_jax.localizer import (
+from stn_icnn_jax.model.icnn import count_params
+from stn_icnn_jax.model.localizer import (
     DEFAULT_INIT_PARAMS,
     Localizer,
     LocalizerConfig,
@@ -288,7 +288,7 @@ def test_resnet18_parity_with_pytorch():
     import torch
     from torch_helpers import randomise_batchnorm
 
-    from stn_icnn_jax.localizer import torch_resnet18_to_flax
+    from stn_icnn_jax.model.localizer import torch_resnet18_to_flax
 
     torch.manual_seed(0)
     twin = _torch_resnet18_twin()

@@ -26,7 +26,8 @@ import pytest
 
 import multihost_resume_worker as worker
 from training_helpers import assert_bitwise_equal, read_checkpoint
-from stn_icnn_jax import checkpoints, runner
+from stn_icnn_jax.train import checkpoints, loader_state
+from stn_icnn_jax.train import run as runner
 
 WORKER = Path(worker.__file__)
 PROCESSES = 2
@@ -174,8 +175,8 @@ def test_mid_epoch_checkpoint_of_two_processes_is_refused_on_one(runs, tmp_path)
 def test_loader_state_formats_on_one_process(tmp_path):
     # One process: its own entry of a list of one; an older checkpoint's plain string is
     # process 0's.
-    assert runner._own_loader_state(["{}"], tmp_path) == b"{}"
-    assert runner._own_loader_state("{}", tmp_path) == b"{}"
-    assert runner._gather_loader_states(b'{"a": 1}') == ['{"a": 1}']
+    assert loader_state.own_loader_state(["{}"], tmp_path) == b"{}"
+    assert loader_state.own_loader_state("{}", tmp_path) == b"{}"
+    assert loader_state.gather_loader_states(b'{"a": 1}') == ['{"a": 1}']
     with pytest.raises(checkpoints.ResumeMismatchError, match=r"written by 3 processes, but this run has 1 process"):
-        runner._own_loader_state(["{}"] * 3, tmp_path / "7")
+        loader_state.own_loader_state(["{}"] * 3, tmp_path / "7")

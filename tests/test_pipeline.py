@@ -14,15 +14,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from stn_icnn_jax import losses, part_centers, pipeline
-from stn_icnn_jax.icnn import ICNNConfig
-from stn_icnn_jax.localizer import LocalizerConfig
+from stn_icnn_jax import losses, part_centers, taxonomy
+from stn_icnn_jax.model import stn_icnn
+from stn_icnn_jax.model.icnn import ICNNConfig
+from stn_icnn_jax.model.localizer import LocalizerConfig
 
 CANVAS = 64
 CROP = 15
 
 
-def tiny_config(**overrides) -> pipeline.STNiCNNConfig:
+def tiny_config(**overrides) -> stn_icnn.STNiCNNConfig:
     small = dict(channels=(4, 8), num_interlink_layers=1)
     base = dict(
         rough=ICNNConfig.paper(9).__class__(**{**dataclasses.asdict(ICNNConfig.paper(9)), **small}),
@@ -33,7 +34,7 @@ def tiny_config(**overrides) -> pipeline.STNiCNNConfig:
         canvas_size=CANVAS,
     )
     base.update(overrides)
-    return pipeline.STNiCNNConfig(**base)
+    return stn_icnn.STNiCNNConfig(**base)
 
 
 def _label_canvas():
@@ -77,14 +78,14 @@ def _batch(label, image_seed=0):
 def test_perfect_parts_paste_back_to_the_label_map(convention, frame):
     cfg = tiny_config(theta_convention=convention, theta_frame=frame)
     batch = _batch(_label_canvas())
-    theta = pipeline.to_canvas_theta(pipeline.ground_truth_theta(batch, cfg), batch, cfg)
-    part_labels = pipeline.crop_label_maps(jnp.asarray(batch["canvas_label"]), theta, cfg)
+    theta = stn_icnn.to_canvas_theta(stn_icnn.ground_truth_theta(batch, cfg), batch, cfg)
+    part_labels = stn_icnn.crop_label_maps(jnp.asarray(batch["canvas_label"]), theta, cfg)
     # Every labelled pixel of each part lies inside its crop.
-    for p, classes in enumerate(part_centers.PART_CLASSES):
+    for p, classes in enumerate(taxonomy.PART_CLASSES):
         inside = int((np.asarray(part_labels[p]) > 0).sum())
         assert inside == int(np.isin(batch["canvas_label"], classes).sum())
     probs = tuple(jax.nn.one_hot(lab, 4 if p == 5 else 2) for p, lab in enumerate(part_labels))
-    fused = pipeline.fuse_parts(probs, theta, (CANVAS, CANVAS), cfg)
+    fused = stn_icnn.fuse_parts(probs, theta, (CANVAS, CANVAS), cfg)
     labels = np.asarray(jnp.argmax(fused, -1))
     np.testing.assert_array_equal(labels, batch["canvas_label"])
     np.testing.assert_allclose(np.asarray(fused.sum(-1))[labels > 0], 1.0, atol=1e-6)
@@ -94,10 +95,10 @@ def test_gt_crops_of_image_and_canvas_frames_agree():
     batch = _batch(_label_canvas())
     a = tiny_config(theta_frame="image")
     b = tiny_config(theta_frame="canvas")
-    pa = pipeline.crop_patches(jnp.asarray(batch["canvas"]),
-                               pipeline.to_canvas_theta(pipeline.ground_truth_theta(batch, a), batch, a), a)
-    pb = pipeline.crop_patches(jnp.asarray(batch["canvas"]),
-                               pipeline.to_canvas_theta(pipeline.ground_truth_theta(batch, b), batch, b), b)
+    pa = stn_icnn.crop_patches(jnp.asarray(batch["canvas"]),
+                               stn_icnn.to_canvas_theta(stn_icnn.ground_truth_theta(batch, a), batch, a), a)
+    pb = stn_icnn.crop_patches(jnp.asarray(batch["canvas"]),
+                               stn_icnn.to_canvas_theta(stn_icnn.ground_truth_theta(batch, b), batch, b), b)
     np.testing.assert_allclose(np.asarray(pa), np.asarray(pb), atol=1e-5)
     # The nose crop at an integer centre is the integer slice of the canvas (Fig. 8).
     cy, cx = (np.asarray(batch["centers"][0, 4]) + batch["image_origin"][0]).astype(int)
@@ -108,12 +109,12 @@ def test_gt_crops_of_image_and_canvas_frames_agree():
 
 def test_forward_and_end_to_end_gradients_reach_rough_and_localizer():
     cfg = tiny_config()
-    model = pipeline.STNiCNN(cfg)
-    variables = pipeline.init_variables(model, jax.random.key(0))
+    model = stn_icnn.STNiCNN(cfg)
+    variables = stn_icnn.init_variables(model, jax.random.key(0))
     batch = jax.tree.map(jnp.asarray, _batch(_label_canvas()))
 
     def loss_fn(params):
-        out, stats = pipeline.forward(model, {**variables, "params": params}, batch, train=True)
+        out, stats = stn_icnn.forward(model, {**variables, "params": params}, batch, train=True)
         return losses.joint_loss(out["part_logits"], out["part_labels"]), (out, stats)
 
     (loss, (out, stats)), grads = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(
@@ -133,24 +134,24 @@ def test_forward_and_end_to_end_gradients_reach_rough_and_localizer():
 
 def test_ground_truth_forward_has_no_rough_pass():
     cfg = tiny_config()
-    model = pipeline.STNiCNN(cfg)
-    variables = pipeline.init_variables(model, jax.random.key(1))
+    model = stn_icnn.STNiCNN(cfg)
+    variables = stn_icnn.init_variables(model, jax.random.key(1))
     batch = jax.tree.map(jnp.asarray, _batch(_label_canvas()))
-    out, _ = pipeline.forward(model, variables, batch, train=False, theta_source="ground_truth")
+    out, _ = stn_icnn.forward(model, variables, batch, train=False, theta_source="ground_truth")
     assert "rough_logits" not in out
     with pytest.raises(ValueError, match="theta_source"):
-        pipeline.forward(model, variables, batch, train=False, theta_source="oracle")
+        stn_icnn.forward(model, variables, batch, train=False, theta_source="oracle")
 
 
 def test_parse_is_jitted_once_and_labels_are_in_range():
     cfg = tiny_config()
-    model = pipeline.STNiCNN(cfg)
-    variables = pipeline.init_variables(model, jax.random.key(2))
+    model = stn_icnn.STNiCNN(cfg)
+    variables = stn_icnn.init_variables(model, jax.random.key(2))
 
     @jax.jit
     @chex.assert_max_traces(n=1)
     def run(variables, batch):
-        return pipeline.parse(model, variables, batch)["labels"]
+        return stn_icnn.parse(model, variables, batch)["labels"]
 
     for seed in range(2):
         batch = jax.tree.map(jnp.asarray, _batch(_label_canvas(), image_seed=seed))
@@ -167,28 +168,28 @@ def test_config_errors():
 
 
 def test_end_to_end_theta_loss_weight_adds_the_anchor_term():
-    from stn_icnn_jax import train
+    from stn_icnn_jax.train import stages, step
 
     cfg = tiny_config()
-    model = pipeline.STNiCNN(cfg)
-    variables = pipeline.init_variables(model, jax.random.key(3))
+    model = stn_icnn.STNiCNN(cfg)
+    variables = stn_icnn.init_variables(model, jax.random.key(3))
     batch = jax.tree.map(jnp.asarray, _batch(_label_canvas()))
 
     @jax.jit
     def losses_for(variables, batch):
         out = {}
         for weight in (0.0, 0.5):
-            stage = train.StageConfig(learning_rates={"parts": 1.0}, theta_loss_weight=weight)
-            loss, (step_metrics, _) = train.stage_loss(
-                model, "end_to_end", stage, variables["params"], variables["batch_stats"], batch)
+            stage = stages.StageConfig(learning_rates={"parts": 1.0}, theta_loss_weight=weight)
+            loss, (step_metrics, _) = step.stage_loss(
+                model, stages.STAGES["end_to_end"], stage, variables["params"], variables["batch_stats"], batch)
             out[weight] = (loss, step_metrics)
         return out
 
     out = losses_for(variables, batch)
     theta = model.apply(variables, model.apply(variables, batch["rough_image"], False,
-                                               method=pipeline.STNiCNN.rough_logits),
-                        False, method=pipeline.STNiCNN.localize)
-    anchor = losses.smooth_l1(theta, pipeline.ground_truth_theta(batch, cfg))
+                                               method=stn_icnn.STNiCNN.rough_logits),
+                        False, method=stn_icnn.STNiCNN.localize)
+    anchor = losses.smooth_l1(theta, stn_icnn.ground_truth_theta(batch, cfg))
     (plain, m0), (anchored, m1) = out[0.0], out[0.5]
     assert "theta_loss" not in m0 and float(m1["theta_loss"]) == pytest.approx(float(anchor), rel=1e-5)
     assert float(anchored) == pytest.approx(float(plain) + 0.5 * float(anchor), rel=1e-5)

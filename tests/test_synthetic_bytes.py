@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stn_icnn_jax.data import _common
+from stn_icnn_jax.data.builders import common
 from stn_icnn_jax.data.synthetic import SyntheticFaceConfig, generate_face
-from stn_icnn_jax.data.synthetic_tfds import seed_for, synthetic_configs
+from stn_icnn_jax.data.builders.synthetic_faces import seed_for, synthetic_configs
 
 HASHES = Path(__file__).parent / "data" / "synthetic_face_hashes.json"
 PER_SPLIT = 17  # 17 of each split: 51 faces a config (tiny has 24)
@@ -50,7 +50,7 @@ def builder_config_hash(name: str) -> str:
         for i in range(min(n, PER_SPLIT)):
             seed = seed_for(split, i)
             face = _face(seed, SyntheticFaceConfig())
-            record = _common.make_record(
+            record = common.make_record(
                 f"seed_{seed}", face["image"], face["soft_labels"], cfg.keep_skin_hair
             )
             _update(h, {**record, "meta": face["meta"]})

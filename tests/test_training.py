@@ -25,7 +25,12 @@ import numpy as np
 import pytest
 
 import training_helpers
-from stn_icnn_jax import checkpoints, cli, distributed, runner, train, train_cli
+from stn_icnn_jax import cli
+from stn_icnn_jax.config import build, load_config
+from stn_icnn_jax.data.sources import load_sources
+from stn_icnn_jax.train import checkpoints, distributed, stages
+from stn_icnn_jax.train import run as runner
+from stn_icnn_jax.train import step as train_step
 from stn_icnn_jax.data import input_pipeline
 from training_helpers import assert_bitwise_equal, read_checkpoint, stage_checkpoints
 
@@ -279,7 +284,7 @@ def test_workdir_of_another_config_is_refused(full_run, tiny_config_file, tmp_pa
     listing = sorted(str(p.relative_to(workdir)) for p in workdir.rglob("*"))
     config_json = (workdir / "config.json").read_text()
 
-    config = train_cli.load_config(tiny_config_file, ["--config.stages.localizer.learning_rates"
+    config = load_config(tiny_config_file, ["--config.stages.localizer.learning_rates"
                                                       ".localizer=0.5"])
     with pytest.raises(checkpoints.ConfigMismatchError) as error:
         runner.run(config, workdir, show_progress=False)
@@ -297,7 +302,7 @@ def test_workdir_of_another_config_is_refused(full_run, tiny_config_file, tmp_pa
     assert (workdir / "config.json").read_text() == config_json
 
     # bookkeeping fields that do not change results may differ
-    relaxed = train_cli.load_config(tiny_config_file, ["--config.train.log_every_steps=5",
+    relaxed = load_config(tiny_config_file, ["--config.train.log_every_steps=5",
                                                        "--config.train.keep_checkpoints=7"])
     checkpoints.check_or_write_config(workdir, relaxed.to_json(sort_keys=True))
     assert (workdir / "config.json").read_text() == config_json
@@ -308,12 +313,12 @@ def test_workdir_of_another_config_is_refused(full_run, tiny_config_file, tmp_pa
 
 @pytest.fixture(scope="module")
 def tiny_config(tiny_config_file, compilation_cache):
-    return train_cli.load_config(tiny_config_file)
+    return load_config(tiny_config_file)
 
 
 def _poisoned_steps(what: str, at_step: int):
-    """``train.make_train_step`` whose step ``at_step`` yields a NaN loss or NaN params."""
-    make = train.make_train_step
+    """``train_step.make_train_step`` whose step ``at_step`` yields a NaN loss or NaN params."""
+    make = train_step.make_train_step
 
     def make_poisoned(*args, **kwargs):
         step_fn = make(*args, **kwargs)
@@ -338,7 +343,7 @@ def test_non_finite_step_stops_with_message_and_keeps_last_good_checkpoint(
         what, tiny_config, tmp_path, monkeypatch):
     config = tiny_config.copy_and_resolve_references()
     config.stage_order = ("rough",)
-    monkeypatch.setattr(train, "make_train_step", _poisoned_steps(what, at_step=3))
+    monkeypatch.setattr(train_step, "make_train_step", _poisoned_steps(what, at_step=3))
     workdir = tmp_path / "work"
     with pytest.raises(FloatingPointError) as error:
         runner.run(config, workdir, show_progress=False)
@@ -379,11 +384,12 @@ def test_huge_learning_rate_stops_the_run(tiny_config, tmp_path):
 @pytest.fixture(scope="module")
 def e2e_setup(tiny_config):
     config = tiny_config.copy_and_resolve_references()
-    sources = runner.load_sources(config, show_progress=False)
+    sources = load_sources(config, show_progress=False)
     mesh = distributed.make_mesh()
     model, variables = runner.initial_variables(config, sources, mesh)
     loader = input_pipeline.make_loader(
-        sources["train"], "end_to_end", runner.input_config(config, 4, training=True),
+        sources["train"], stages.STAGES["end_to_end"].features,
+        build.input_config(config, 4, training=True),
         num_epochs=1)
     batch = next(iter(loader))
     return model, jax.device_get(variables), batch
@@ -394,11 +400,11 @@ def _two_steps(setup, learning_rates: dict, update_frozen_batch_stats: bool = Fa
     mean boxes whatever the features), so the first step's gradient reaches only the
     head; from the second on it flows through L's features into K."""
     model, variables, batch = setup
-    stage = train.StageConfig(learning_rates=learning_rates,
+    stage = stages.StageConfig(learning_rates=learning_rates,
                               update_frozen_batch_stats=update_frozen_batch_stats)
-    tx = train.make_optimizer(stage, 1, variables["params"])
-    state = train.init_state(variables["params"], variables["batch_stats"], tx)
-    step = jax.jit(train.make_train_step(model, "end_to_end", stage, tx))
+    tx = train_step.make_optimizer(stage, 1, variables["params"])
+    state = train_step.init_state(variables["params"], variables["batch_stats"], tx)
+    step = jax.jit(train_step.make_train_step(model, stages.STAGES["end_to_end"], stage, tx))
     # Optimisation level 0 compiles ~40% faster; this test checks which values move.
     compiled = step.lower(state, batch).compile(
         compiler_options={"xla_backend_optimization_level": 0})
@@ -446,8 +452,8 @@ def test_frozen_networks_do_not_change(e2e_setup, update_frozen_batch_stats):
 
 def test_stage_plan_loads_earlier_stages_instead_of_training_them(tiny_config):
     config = tiny_config.copy_and_resolve_references()
-    config.stage_order = train.STAGES
-    assert runner.stage_plan(config) == [(s, True) for s in train.STAGES]
+    config.stage_order = stages.STAGE_NAMES
+    assert runner.stage_plan(config) == [(s, True) for s in stages.STAGE_NAMES]
     assert runner.stage_plan(config, ["parts"]) == [
         ("rough", False), ("localizer", False), ("parts", True)]
     assert runner.stage_plan(config, ["end_to_end", "rough"]) == [

@@ -41,7 +41,7 @@ def tiny_training_config(stage_order: tuple[str, ...], epochs: int,
 
 
 def stage_checkpoints(workdir: Path, stage: str):
-    from stn_icnn_jax import checkpoints
+    from stn_icnn_jax.train import checkpoints
 
     return checkpoints.StageCheckpoints(Path(workdir) / stage / "checkpoints")
 

@@ -5,7 +5,7 @@ Pre-training Lr1 1e-3, Lr2 1e-3; end-to-end Lr1 1e-6, Lr2 1e-6, Lr3 1e-3; batch 
 are 512x512 (resized to the masks), so a 512 canvas suffices.
 """
 
-from stn_icnn_jax.configs import base_config
+from stn_icnn_jax.config import base_config
 
 
 def get_config():

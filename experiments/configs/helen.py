@@ -7,7 +7,7 @@ Adam, halved every 5 epochs. The part pre-training rate is not in Table 1: 0.000
 the authors' (notes.md section 5).
 """
 
-from stn_icnn_jax.configs import base_config
+from stn_icnn_jax.config import base_config
 
 
 def get_config():

@@ -10,7 +10,7 @@ so the comparison is about conventions; set
 `--config.stages.end_to_end.learning_rates="{'parts': 0.0025}"` for their literal run.
 """
 
-from stn_icnn_jax.configs import base_config
+from stn_icnn_jax.config import base_config
 
 
 def get_config():

@@ -1,6 +1,6 @@
 """All four stages on a few dozen synthetic faces, tiny networks: the tests' config."""
 
-from stn_icnn_jax.configs import base_config
+from stn_icnn_jax.config import base_config
 
 
 def get_config():

@@ -21,7 +21,7 @@ Three settings differ from the paper's HELEN recipe, each measured on this set
   held still the part models adapt to L's crops (0.469 -> 0.535).
 """
 
-from stn_icnn_jax.configs import base_config
+from stn_icnn_jax.config import base_config
 
 
 def get_config():

@@ -16,15 +16,15 @@ name                source
 Build with ``stn-icnn data build NAME --manual_dir DIR`` (see ``build_cli``), read with
 ``tfds.data_source("NAME/CONFIG", data_dir=...)``. Every record has ``image`` (H,W,3),
 ``soft_labels`` (H,W,11, Smith order), ``label`` (H,W) and ``name``; see
-``stn_icnn_jax.data._common`` and ``stn_icnn_jax.data.labels``.
+``stn_icnn_jax.data.builders.common`` and ``stn_icnn_jax.data.labels``.
 """
 
 from stn_icnn_jax.data import labels
 from stn_icnn_jax.data.image_io import MAX_SIDE, DataFormatError
-from stn_icnn_jax.data.helen import Helen
-from stn_icnn_jax.data.helen_star import HelenStar
-from stn_icnn_jax.data.celebamask_hq import CelebAMaskHQ
-from stn_icnn_jax.data.synthetic_tfds import SyntheticFaces
+from stn_icnn_jax.data.builders.helen import Helen
+from stn_icnn_jax.data.builders.helen_star import HelenStar
+from stn_icnn_jax.data.builders.celebamask_hq import CelebAMaskHQ
+from stn_icnn_jax.data.builders.synthetic_faces import SyntheticFaces
 
 #: Registered builder name -> class.
 BUILDERS = {

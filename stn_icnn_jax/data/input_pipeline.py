@@ -7,7 +7,8 @@ examples). Each example is then laid out as the paper's "batch processing"
 (section 2.5.1): the image resized to ``rough_size`` (bilinear) for stage 1, and the
 original zero-padded (centred) onto a fixed ``canvas_size`` canvas for the STN crops.
 
-Batch features (only those its stage needs, see ``STAGE_FEATURES``):
+Batch features (only those asked for: each training stage's record in
+:mod:`stn_icnn_jax.train.stages` names the ones it reads):
   rough_image  (B, r, r, 3) float32 in [0, 1]   resized image, stage-1 input
   rough_label  (B, r, r) int32                  9-class map of the resized soft labels
   canvas       (B, C, C, 3) uint8               zero-padded original
@@ -31,18 +32,9 @@ import numpy as np
 from stn_icnn_jax import part_centers
 from stn_icnn_jax.data import augment, labels
 
-Stage = Literal["rough", "localizer", "parts", "end_to_end", "eval"]
-
-STAGE_FEATURES: dict[str, tuple[str, ...]] = {
-    "rough": ("rough_image", "rough_label"),
-    "localizer": ("rough_image", "image_size", "image_origin", "centers", "centers_present"),
-    "parts": ("canvas", "canvas_label", "image_size", "image_origin", "centers",
-              "centers_present"),
-    "end_to_end": ("rough_image", "rough_label", "canvas", "canvas_label", "image_size",
-                   "image_origin", "centers", "centers_present"),
-    "eval": ("rough_image", "rough_label", "canvas", "canvas_label", "image_size",
-             "image_origin", "centers", "centers_present"),
-}
+#: Every feature a batch can hold (a stage's record names those it reads).
+FEATURES: tuple[str, ...] = ("rough_image", "rough_label", "canvas", "canvas_label",
+                             "image_size", "image_origin", "centers", "centers_present")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,9 +42,9 @@ class InputConfig:
     """How records become batches.
 
     Attributes:
-      rough_size: side of the stage-1 input (128 in the paper).
-      canvas_size: side of the zero-padded canvas (1024 for HELEN in the authors' code);
-        every image must fit.
+      rough_size: side of the stage-1 input (the model's ``rough_size``).
+      canvas_size: side of the zero-padded canvas (the model's ``canvas_size``); every
+        image must fit.
       batch_size: global batch size (per process when sharded across hosts).
       center_convention: ``"paper"`` or ``"authors"`` (see ``part_centers``).
       augment: augmentation of training copies, or None for none (validation / test).
@@ -61,8 +53,8 @@ class InputConfig:
       worker_count: grain worker processes (0 = in the main process).
     """
 
-    rough_size: int = 128
-    canvas_size: int = 1024
+    rough_size: int
+    canvas_size: int
     batch_size: int = 32
     center_convention: Literal["paper", "authors"] = "paper"
     augment: augment.AugmentConfig | None = dataclasses.field(
@@ -166,7 +158,7 @@ class Layout(grain.MapTransform):
 
 def make_loader(
     source: Any,
-    stage: Stage,
+    features: Sequence[str],
     config: InputConfig,
     num_epochs: int | None = 1,
     shard_options: grain.ShardOptions | None = None,
@@ -175,13 +167,22 @@ def make_loader(
 
     Args:
       source: random-access records (``tfds.data_source(...)`` or any sequence of dicts).
-      stage: which features to produce (``STAGE_FEATURES``).
+      features: which features to produce (a subset of ``FEATURES``; a stage's
+        ``features`` or ``eval_features``).
       config: sizes, batch, augmentation, seed, workers.
       num_epochs: epochs to iterate (None = forever).
       shard_options: per-host sharding (e.g. ``grain.ShardByJaxProcess()``) for multi-host.
     """
-    if stage not in STAGE_FEATURES:
-        raise ValueError(f"unknown stage {stage!r}; use one of {sorted(STAGE_FEATURES)}")
+    unknown = sorted(set(features) - set(FEATURES))
+    if unknown:
+        raise ValueError(f"unknown batch features {unknown}; use some of {FEATURES}")
+    if config.worker_count > 0 and not flags.FLAGS.is_parsed():
+        raise RuntimeError(
+            f"worker_count={config.worker_count}: grain's worker processes read absl flags, "
+            "which this program has not parsed. Parse them once at start-up (run under "
+            "absl.app.run, or call absl.flags.FLAGS.mark_as_parsed(); the stn-icnn command "
+            "does), or use worker_count=0."
+        )
     copies = config.augment.copies if config.augment is not None else 1
     data = AugmentedCopies(source, copies)
     shard_options = shard_options or grain.NoSharding()
@@ -192,11 +193,8 @@ def make_loader(
     operations: list = []
     if config.augment is not None:
         operations.append(Augment(config.augment, config.seed))
-    operations.append(Layout(config, STAGE_FEATURES[stage]))
+    operations.append(Layout(config, features))
     operations.append(grain.Batch(config.batch_size, drop_remainder=config.drop_remainder))
-    if config.worker_count > 0 and not flags.FLAGS.is_parsed():
-        # grain's worker processes read absl flags; outside absl.app they are unparsed.
-        flags.FLAGS.mark_as_parsed()
     return grain.DataLoader(
         data_source=data, sampler=sampler, operations=operations,
         worker_count=config.worker_count,

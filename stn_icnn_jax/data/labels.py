@@ -1,28 +1,16 @@
-"""Class names and orders, and the conversions between the label encodings.
+"""Conversions between the label encodings (Smith soft channels -> class labels).
 
-Three encodings appear in this package:
+The layouts (Smith's 11 soft channels, the model's 9 classes, the 11 classes with skin
+and hair) are defined in :mod:`stn_icnn_jax.taxonomy`. Conversions:
 
-* **Smith order (11 soft channels)**, the storage format of every dataset record
-  (``soft_labels``, uint8, 0..255 = probability 0..1), after Smith et al. (CVPR 2013)::
-
-      0 background  1 face skin  2 left eyebrow  3 right eyebrow  4 left eye
-      5 right eye   6 nose       7 upper lip     8 inner mouth    9 lower lip  10 hair
-
-* **The 9-class layout** used by the model and by the paper's F1 (notes 3.2)::
-
-      0 background (incl. face skin and hair)  1 l-brow  2 r-brow  3 l-eye  4 r-eye
-      5 nose  6 upper lip  7 inner mouth  8 lower lip
-
-  Its soft form is ``[clip(255 - sum(ch 2..9)), ch 2..9]`` (the Smith background map
-  ``ch 0``, skin and hair are not used), and its hard label is the argmax of those nine
+* 9-class soft form: ``[clip(255 - sum(ch 2..9)), ch 2..9]`` (the Smith background map
+  ``ch 0``, skin and hair are not used); its hard label is the argmax of those nine
   channels with ties going to the lower index (``np.argmax`` semantics).
-
-* **The 11-class "with skin and hair" layout**: the nine classes above plus
-  ``9 face skin`` and ``10 hair``. Its hard label *refines* the 9-class label: a pixel
-  whose 9-class label is a part keeps it; a pixel whose 9-class label is background
-  becomes the argmax of ``[clip(255 - sum(ch 1..10)), skin, hair]`` mapped to
-  ``0 / 9 / 10`` (ties to the lower index, so background beats skin beats hair).
-  Therefore merging classes 9 and 10 back into 0 gives exactly the 9-class label.
+* 11-class "with skin and hair" hard label *refines* the 9-class label: a pixel whose
+  9-class label is a part keeps it; a pixel whose 9-class label is background becomes
+  the argmax of ``[clip(255 - sum(ch 1..10)), skin, hair]`` mapped to ``0 / 9 / 10``
+  (ties to the lower index, so background beats skin beats hair). Therefore merging
+  classes 9 and 10 back into 0 gives exactly the 9-class label.
 
 All functions are pure numpy, work on any leading batch shape (channels last), and
 compute sums in int32 (no uint8 overflow).
@@ -32,56 +20,15 @@ from __future__ import annotations
 
 import numpy as np
 
-#: Smith et al. channel names, in storage order (``soft_labels[..., i]``).
-SMITH_CLASS_NAMES: tuple[str, ...] = (
-    "background",
-    "face_skin",
-    "left_eyebrow",
-    "right_eyebrow",
-    "left_eye",
-    "right_eye",
-    "nose",
-    "upper_lip",
-    "inner_mouth",
-    "lower_lip",
-    "hair",
+from stn_icnn_jax.taxonomy import (
+    NUM_SMITH_CLASSES,
+    SMITH_CLASS_NAMES,  # noqa: F401  (until the synthetic package imports the taxonomy)
+    SMITH_HAIR_CHANNEL,
+    SMITH_PART_CHANNELS,
+    SMITH_SKIN_CHANNEL,
+    SMITH_TO_CLASS,
+    SMITH_TO_SKIN_HAIR,
 )
-NUM_SMITH_CLASSES = len(SMITH_CLASS_NAMES)  # 11
-
-#: Smith channels that are the eight facial parts, in 9-class order 1..8.
-PART_CHANNELS: tuple[int, ...] = (2, 3, 4, 5, 6, 7, 8, 9)
-SKIN_CHANNEL = 1
-HAIR_CHANNEL = 10
-
-#: The model's 9 classes (notes 3.2). Index = hard label value.
-NINE_CLASS_NAMES: tuple[str, ...] = (
-    "background",
-    "left_eyebrow",
-    "right_eyebrow",
-    "left_eye",
-    "right_eye",
-    "nose",
-    "upper_lip",
-    "inner_mouth",
-    "lower_lip",
-)
-#: The 11-class layout of the ``with_skin_hair`` configs: 9 classes + skin (9) + hair (10).
-SKIN_HAIR_CLASS_NAMES: tuple[str, ...] = NINE_CLASS_NAMES + ("face_skin", "hair")
-
-#: Hard Smith class (0..10) -> 9-class label (skin and hair -> background).
-SMITH_TO_NINE = np.array([0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 0], dtype=np.uint8)
-#: Hard Smith class (0..10) -> 11-class "with skin and hair" label.
-SMITH_TO_SKIN_HAIR = np.array([0, 9, 1, 2, 3, 4, 5, 6, 7, 8, 10], dtype=np.uint8)
-
-
-def class_names(keep_skin_hair: bool = False) -> tuple[str, ...]:
-    """Names of the hard-label classes (index = label value)."""
-    return SKIN_HAIR_CLASS_NAMES if keep_skin_hair else NINE_CLASS_NAMES
-
-
-def num_classes(keep_skin_hair: bool = False) -> int:
-    """9, or 11 with skin and hair kept."""
-    return len(class_names(keep_skin_hair))
 
 
 def _check_soft(soft: np.ndarray) -> np.ndarray:
@@ -102,7 +49,7 @@ def nine_channel_soft(soft: np.ndarray) -> np.ndarray:
     Channel 0 is ``clip(255 - sum(ch 2..9), 0, 255)``; channels 1..8 are Smith 2..9.
     """
     soft = _check_soft(soft)
-    parts = soft[..., list(PART_CHANNELS)]
+    parts = soft[..., list(SMITH_PART_CHANNELS)]
     bg = np.clip(255 - parts.astype(np.int32).sum(axis=-1), 0, 255).astype(np.uint8)
     return np.concatenate([bg[..., None], parts], axis=-1)
 
@@ -116,7 +63,7 @@ def skin_hair_channel_soft(soft: np.ndarray) -> np.ndarray:
     fg = soft[..., 1:].astype(np.int32).sum(axis=-1)
     bg = np.clip(255 - fg, 0, 255).astype(np.uint8)
     return np.concatenate(
-        [bg[..., None], soft[..., list(PART_CHANNELS)], soft[..., [SKIN_CHANNEL, HAIR_CHANNEL]]],
+        [bg[..., None], soft[..., list(SMITH_PART_CHANNELS)], soft[..., [SMITH_SKIN_CHANNEL, SMITH_HAIR_CHANNEL]]],
         axis=-1,
     )
 
@@ -146,8 +93,8 @@ def skin_hair_label(soft: np.ndarray) -> np.ndarray:
     rest = np.stack(
         [
             np.clip(255 - soft[..., 1:].astype(np.int32).sum(axis=-1), 0, 255),
-            soft[..., SKIN_CHANNEL].astype(np.int32),
-            soft[..., HAIR_CHANNEL].astype(np.int32),
+            soft[..., SMITH_SKIN_CHANNEL].astype(np.int32),
+            soft[..., SMITH_HAIR_CHANNEL].astype(np.int32),
         ],
         axis=-1,
     )
@@ -176,5 +123,5 @@ def smith_to_label(smith_hard: np.ndarray, keep_skin_hair: bool = False) -> np.n
 
     Equal to ``hard_label(one_hot_soft(smith_hard), keep_skin_hair)``.
     """
-    lut = SMITH_TO_SKIN_HAIR if keep_skin_hair else SMITH_TO_NINE
+    lut = SMITH_TO_SKIN_HAIR if keep_skin_hair else SMITH_TO_CLASS
     return lut[np.asarray(smith_hard).astype(np.intp)]

@@ -77,6 +77,15 @@ def check_batch_size(global_batch: int, mesh: Mesh) -> int:
     return global_batch // jax.process_count()
 
 
+def shard_options():
+    """grain's sharding of the records: each process reads its own shard."""
+    import grain.python as grain
+
+    if jax.process_count() == 1:
+        return grain.NoSharding()
+    return grain.ShardByJaxProcess(drop_remainder=True)
+
+
 def to_global(batch: dict, mesh: Mesh) -> dict:
     """This process's numpy batch -> global arrays sharded along ``data``.
 

@@ -10,7 +10,7 @@ Layout of the release (``helenstar_release``)::
 8 i-mouth, 9 l-lip, 10 hair); a palette PNG is read by its indices. Each record gets
 one-hot ``soft_labels`` (255 on the labelled class, 0 elsewhere) and ``label`` computed
 from them exactly as for ``helen`` (which, for one-hot maps, equals mapping the class
-values through ``labels.SMITH_TO_NINE`` / ``SMITH_TO_SKIN_HAIR``).
+values through ``taxonomy.SMITH_TO_CLASS`` / ``SMITH_TO_SKIN_HAIR``).
 
 Splits (HELEN* has no official validation split):
 
@@ -35,7 +35,8 @@ from typing import Iterator
 
 import numpy as np
 
-from stn_icnn_jax.data import _common
+from stn_icnn_jax.data.builders import common
+from stn_icnn_jax import taxonomy
 from stn_icnn_jax.data import labels as labels_lib
 from stn_icnn_jax.data.image_io import (
     DataFormatError,
@@ -94,8 +95,8 @@ def read_sample(folder: Path, name: str, max_side: int) -> tuple[np.ndarray, np.
             f"{image.shape[1]}x{image.shape[0]}",
         )
     top = int(classes.max())
-    if top >= labels_lib.NUM_SMITH_CLASSES:
-        bad = sorted(int(v) for v in np.unique(classes) if v >= labels_lib.NUM_SMITH_CLASSES)
+    if top >= taxonomy.NUM_SMITH_CLASSES:
+        bad = sorted(int(v) for v in np.unique(classes) if v >= taxonomy.NUM_SMITH_CLASSES)
         raise DataFormatError(
             lab_path,
             f"label map has class value(s) {bad[:10]}; HELEN* labels must be 0..10 "
@@ -104,11 +105,11 @@ def read_sample(folder: Path, name: str, max_side: int) -> tuple[np.ndarray, np.
     return image, labels_lib.one_hot_soft(classes)
 
 
-class HelenStar(_common.FaceParsingBuilder):
+class HelenStar(common.FaceParsingBuilder):
     """Relabelled HELEN* (train/test folders; validation held out from train)."""
 
     name = "helen_star"
-    BUILDER_CONFIGS = _common.standard_configs()
+    BUILDER_CONFIGS = common.standard_configs()
     DEFAULT_CONFIG_NAME = "nine_class"
     _DESCRIPTION = __doc__
     MANUAL_DOWNLOAD_INSTRUCTIONS = f"""\
@@ -146,7 +147,7 @@ class values 0..10 in Smith order. Then run
                 )
             )
         todo = [(sub, n) for sub in ("train", "test") for n in found[sub]]
-        for sub, n in _common.progress(
+        for sub, n in common.progress(
             todo, desc="Checking HELEN* files", enabled=self.show_progress
         ):
             folder = root / sub

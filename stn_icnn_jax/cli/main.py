@@ -1,6 +1,7 @@
 """The ``stn-icnn`` command line.
 
-Subcommands are registered here as they are built; ``stn-icnn --help`` lists them.
+Each subcommand lives in its own module of this package (argument parsing and one-line
+errors only; the work is done by the library); ``stn-icnn --help`` lists them.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"stn-icnn {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    from stn_icnn_jax.data.build_cli import add_data_parser  # `stn-icnn data ...`
-    from stn_icnn_jax.train_cli import add_train_parser  # `stn-icnn train ...`
+    from stn_icnn_jax.cli.data import add_data_parser  # `stn-icnn data ...`
+    from stn_icnn_jax.cli.train import add_train_parser  # `stn-icnn train ...`
 
     add_data_parser(subparsers)
     add_train_parser(subparsers)
@@ -32,6 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``stn-icnn`` console script."""
+    from absl import flags
+
+    if not flags.FLAGS.is_parsed():  # grain's worker processes read absl flags
+        flags.FLAGS.mark_as_parsed()
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra and not getattr(args, "accepts_overrides", False):

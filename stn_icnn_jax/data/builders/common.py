@@ -31,6 +31,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from tqdm.auto import tqdm
 
+from stn_icnn_jax import taxonomy
 from stn_icnn_jax.data import labels as labels_lib
 from stn_icnn_jax.data.image_io import MAX_SIDE, DataFormatError
 
@@ -85,7 +86,7 @@ def features() -> tfds.features.FeaturesDict:
                 shape=(None, None, 3), dtype=np.uint8, encoding="zlib"
             ),
             "soft_labels": tfds.features.Tensor(
-                shape=(None, None, labels_lib.NUM_SMITH_CLASSES), dtype=np.uint8, encoding="zlib"
+                shape=(None, None, taxonomy.NUM_SMITH_CLASSES), dtype=np.uint8, encoding="zlib"
             ),
             "label": tfds.features.Tensor(shape=(None, None), dtype=np.uint8, encoding="zlib"),
             "name": tfds.features.Text(),
@@ -102,7 +103,7 @@ def make_record(
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3:
         raise ValueError(f"{name}: image must be uint8 (H, W, 3), got {image.dtype} {image.shape}")
     if soft_labels.dtype != np.uint8 or soft_labels.shape != image.shape[:2] + (
-        labels_lib.NUM_SMITH_CLASSES,
+        taxonomy.NUM_SMITH_CLASSES,
     ):
         raise ValueError(
             f"{name}: soft_labels must be uint8 {image.shape[:2] + (11,)}, got "

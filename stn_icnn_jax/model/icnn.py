@@ -76,14 +76,14 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from stn_icnn_jax.part_centers import PART_NAMES
+from stn_icnn_jax.taxonomy import PART_NAMES, PART_NUM_LABELS
 
 __all__ = [
     "ICNNConfig",
     "ICNN",
     "PartModels",
     "PART_NAMES",
-    "PART_LABELS",
+    "PART_NUM_LABELS",
     "SHARED_PART_MODELS",
     "count_params",
     "max_pool_down",
@@ -406,11 +406,8 @@ class ICNN(nn.Module):
 
 # --------------------------------------------------------------------------- stage 2
 
-# The order of the 6 stage-2 patches (left/right as in the label list: classes 1..8) is
-# defined once, with the classes of each part, in ``part_centers``.
-
-PART_LABELS: tuple[int, ...] = (2, 2, 2, 2, 2, 4)
-"""Classes per part: (bg, part) for brows/eyes/nose; (bg, upper lip, inner mouth, lower lip)."""
+# The order of the 6 stage-2 patches and each part model's labels (background + the
+# part's classes) are defined once, in ``stn_icnn_jax.taxonomy``.
 
 SHARED_PART_MODELS: tuple[str, ...] = ("brow", "eye", "nose", "mouth")
 """Sub-module names with ``share_left_right=True`` (= torch ``model.0`` .. ``model.3``)."""
@@ -420,7 +417,7 @@ class PartModels(nn.Module):
     """The stage-2 part iCNNs.
 
     Input: patches (N, 6, h, w, 3) in :data:`PART_NAMES` order. Output: a tuple of 6 logit
-    arrays (N, h, w, C_i), C = :data:`PART_LABELS`.
+    arrays (N, h, w, C_i), C = :data:`PART_NUM_LABELS`.
 
     Attributes:
       config: iCNN template (e.g. ``ICNNConfig.authors(2)``); its ``num_labels`` is
@@ -453,18 +450,18 @@ class PartModels(nn.Module):
         if self.share_left_right:
             outs: list[jax.Array | None] = [None] * 6
             for name, (left, right) in (("brow", (0, 1)), ("eye", (2, 3))):
-                model = ICNN(self._cfg(PART_LABELS[left]), name=name)
+                model = ICNN(self._cfg(PART_NUM_LABELS[left]), name=name)
                 both = model(jnp.concatenate([p[left], flip(p[right])], axis=0), train)
                 outs[left], outs[right] = both[:n], flip(both[n:])
-            outs[4] = ICNN(self._cfg(PART_LABELS[4]), name="nose")(p[4], train)
-            outs[5] = ICNN(self._cfg(PART_LABELS[5]), name="mouth")(p[5], train)
+            outs[4] = ICNN(self._cfg(PART_NUM_LABELS[4]), name="nose")(p[4], train)
+            outs[5] = ICNN(self._cfg(PART_NUM_LABELS[5]), name="mouth")(p[5], train)
         else:
             outs = [
-                ICNN(self._cfg(PART_LABELS[k]), name=PART_NAMES[k])(p[k], train)
+                ICNN(self._cfg(PART_NUM_LABELS[k]), name=PART_NAMES[k])(p[k], train)
                 for k in range(len(PART_NAMES))
             ]
         for k, o in enumerate(outs):
-            chex.assert_shape(o, (n, h, w, PART_LABELS[k]))
+            chex.assert_shape(o, (n, h, w, PART_NUM_LABELS[k]))
         return tuple(outs)
 
 
@@ -569,11 +566,11 @@ def torch_parts_to_flax(state_dict: Mapping[str, Any],
     """Convert the authors' ``Stage2Model`` state dict for ``PartModels(config, True)``.
 
     ``model.0`` -> ``brow``, ``model.1`` -> ``eye``, ``model.2`` -> ``nose``,
-    ``model.3`` -> ``mouth`` (labels from :data:`PART_LABELS`).
+    ``model.3`` -> ``mouth`` (labels from :data:`PART_NUM_LABELS`).
     """
     config = config or ICNNConfig.authors(2)
-    labels = {"brow": PART_LABELS[0], "eye": PART_LABELS[2], "nose": PART_LABELS[4],
-              "mouth": PART_LABELS[5]}
+    labels = {"brow": PART_NUM_LABELS[0], "eye": PART_NUM_LABELS[2], "nose": PART_NUM_LABELS[4],
+              "mouth": PART_NUM_LABELS[5]}
     out: dict[str, dict] = {"params": {}, "batch_stats": {}}
     for k, name in enumerate(SHARED_PART_MODELS):
         v = torch_icnn_to_flax(state_dict, dataclasses.replace(config, num_labels=labels[name]),

@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from stn_icnn_jax.data import _common
+from stn_icnn_jax.data.builders import common
 from stn_icnn_jax.data.image_io import DataFormatError
 
 SPLIT_SEED_OFFSET: dict[str, int] = {"train": 0, "validation": 1_000_000, "test": 2_000_000}
@@ -47,7 +47,7 @@ def _face_generator() -> Callable[[int], dict[str, Any]]:
 
 
 @dataclasses.dataclass(eq=False)
-class SyntheticConfig(_common.FaceParsingConfig):
+class SyntheticConfig(common.FaceParsingConfig):
     """Split sizes of a synthetic config (+ the label layout from FaceParsingConfig)."""
 
     num_train: int = 2000
@@ -90,7 +90,7 @@ def synthetic_configs() -> list[SyntheticConfig]:
     ]
 
 
-class SyntheticFaces(_common.FaceParsingBuilder):
+class SyntheticFaces(common.FaceParsingBuilder):
     """Synthetic faces with exact soft labels, deterministic per-split seeds."""
 
     name = "synthetic_faces"

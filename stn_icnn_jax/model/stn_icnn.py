@@ -32,10 +32,9 @@ import jax
 import jax.numpy as jnp
 
 from stn_icnn_jax import part_centers, sampler
-from stn_icnn_jax.icnn import ICNN, ICNNConfig, PartModels
-from stn_icnn_jax.localizer import Localizer, LocalizerConfig
-
-NUM_CLASSES = 9
+from stn_icnn_jax.taxonomy import NUM_CLASSES, PART_CLASSES
+from stn_icnn_jax.model.icnn import ICNN, ICNNConfig, PartModels
+from stn_icnn_jax.model.localizer import Localizer, LocalizerConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -225,7 +224,7 @@ def fuse_parts(part_probs: tuple[jax.Array, ...], theta_canvas: jax.Array,
         return bg, jax.lax.dynamic_update_slice(fg, region + add, fg_start)
 
     starts = origin.astype(jnp.int32) + pad
-    for p, classes in enumerate(part_centers.PART_CLASSES):
+    for p, classes in enumerate(PART_CLASSES):
         background, foreground = jax.vmap(
             lambda bg, fg, v, s, c=classes: place(bg, fg, v, s, c)
         )(background, foreground, values[:, p], starts[:, p])

@@ -2,7 +2,7 @@
 
 Input: the stage-1 rough prediction, softmax probabilities (N, H, W, 9) (128x128 in the
 pipeline). Output: theta (N, 6, 2, 3), one affine matrix per part in
-:data:`stn_icnn_jax.icnn.PART_NAMES` order, constrained as the paper's eq. 15::
+:data:`stn_icnn_jax.taxonomy.PART_NAMES` order, constrained as the paper's eq. 15::
 
     theta_k = [[sx, 0, tx],
                [0, sy, ty]]      (scale + translation only; off-diagonals exactly 0)
@@ -63,6 +63,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
+
+from stn_icnn_jax.taxonomy import NUM_CLASSES
 
 __all__ = [
     "DEFAULT_INIT_PARAMS",
@@ -127,7 +129,7 @@ class LocalizerConfig:
     """
 
     backbone: str = "vgg9"
-    in_channels: int = 9
+    in_channels: int = NUM_CLASSES
     input_size: int = 128
     channels: tuple[int, ...] = (32, 32, 64, 64, 128, 128, 256, 256)
     pool_window: int = 3

@@ -30,7 +30,7 @@ from typing import Iterator
 
 import numpy as np
 
-from stn_icnn_jax.data import _common
+from stn_icnn_jax.data.builders import common
 from stn_icnn_jax.data.image_io import (
     DataFormatError,
     check_same_size,
@@ -40,7 +40,7 @@ from stn_icnn_jax.data.image_io import (
     read_gray,
     read_image_rgb,
 )
-from stn_icnn_jax.data.labels import NUM_SMITH_CLASSES
+from stn_icnn_jax.taxonomy import NUM_SMITH_CLASSES
 
 FOLDER = "SmithCVPR2013_dataset_resized"
 #: split -> (split file, official number of entries)
@@ -136,11 +136,11 @@ def read_sample(root: Path, name: str, max_side: int) -> tuple[np.ndarray, np.nd
     return image, np.stack(maps, axis=-1)
 
 
-class Helen(_common.FaceParsingBuilder):
+class Helen(common.FaceParsingBuilder):
     """HELEN (Smith et al. 2013 resized release): train 2000 / validation 230 / test 100."""
 
     name = "helen"
-    BUILDER_CONFIGS = _common.standard_configs()
+    BUILDER_CONFIGS = common.standard_configs()
     DEFAULT_CONFIG_NAME = "nine_class"
     _HOMEPAGE = "https://pages.cs.wisc.edu/~lizhang/projects/face-parsing/"
     _DESCRIPTION = __doc__
@@ -178,7 +178,7 @@ folder {FOLDER}/ into the manual directory (--manual_dir DIR), so that these exi
         problems: list[DataFormatError] = []
         total = sum(len(v) for v in split_names.values())
         all_names = [(s, n) for s, names in split_names.items() for n in names]
-        for _, n in _common.progress(
+        for _, n in common.progress(
             all_names, desc="Checking HELEN files", total=total, enabled=self.show_progress
         ):
             problems.extend(check_sample(root, n, self.max_side))

@@ -52,7 +52,7 @@ from typing import Iterator
 import numpy as np
 from PIL import Image
 
-from stn_icnn_jax.data import _common
+from stn_icnn_jax.data.builders import common
 from stn_icnn_jax.data import labels as labels_lib
 from stn_icnn_jax.data.image_io import (
     DataFormatError,
@@ -235,11 +235,11 @@ def _check_sample(root: Path, index: int, parts: list[str], max_side: int) -> li
     return problems
 
 
-class CelebAMaskHQ(_common.FaceParsingBuilder):
+class CelebAMaskHQ(common.FaceParsingBuilder):
     """CelebAMask-HQ at 512x512, HELEN classes, 6:2:2 split of the sorted indices."""
 
     name = "celebamask_hq"
-    BUILDER_CONFIGS = _common.standard_configs()
+    BUILDER_CONFIGS = common.standard_configs()
     DEFAULT_CONFIG_NAME = "nine_class"
     _HOMEPAGE = "https://github.com/switchablenorms/CelebAMask-HQ"
     _DESCRIPTION = __doc__
@@ -265,7 +265,7 @@ used.) Then run
             problems.append(
                 DataFormatError(root / IMAGE_DIR, f"found {len(indices)} images; the 6:2:2 split needs at least 5")
             )
-        for index in _common.progress(
+        for index in common.progress(
             indices, desc="Checking CelebAMask-HQ files", enabled=self.show_progress
         ):
             problems.extend(_check_sample(root, index, parts.get(index, []), self.max_side))

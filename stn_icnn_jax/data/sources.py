@@ -1,0 +1,66 @@
+"""The records of a run's splits, from the configured data source.
+
+``config.data.source``: ``"tfds"`` reads a built TFDS dataset (the synthetic set is built
+on first use; a real dataset must be built first with ``stn-icnn data build``), or
+``"synthetic_in_memory"`` generates a few synthetic faces in memory (tests, smoke runs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import jax
+import ml_collections
+from tqdm import tqdm
+
+SPLITS = ("train", "validation", "test")
+
+
+def load_sources(config: ml_collections.ConfigDict, show_progress: bool = True) -> dict[str, Any]:
+    """Random-access records per split (``train``, ``validation``, ``test``)."""
+    d = config.data
+    if d.source == "synthetic_in_memory":
+        return _synthetic_in_memory(d, show_progress)
+    if d.source == "tfds":
+        return _tfds_sources(d)
+    raise ValueError(f"unknown data.source {d.source!r}; use 'synthetic_in_memory' or 'tfds'")
+
+
+def _synthetic_in_memory(d: ml_collections.ConfigDict, show_progress: bool) -> dict[str, list]:
+    from stn_icnn_jax.data.builders.synthetic_faces import seed_for
+    from stn_icnn_jax.data.synthetic import SyntheticFaceConfig, generate_face
+
+    face_config = SyntheticFaceConfig()
+    if d.synthetic_size:  # (min, max) image side, e.g. tiny faces for tests
+        low, high = d.synthetic_size
+        face_config = dataclasses.replace(face_config, min_size=int(low), max_size=int(high))
+    sizes = {"train": d.num_train, "validation": d.num_validation, "test": d.num_test}
+    out = {}
+    for split, n in sizes.items():
+        out[split] = [
+            {k: v for k, v in generate_face(seed_for(split, i), face_config).items() if k != "meta"}
+            for i in tqdm(range(n), desc=f"generating {split} faces", leave=False,
+                          disable=not show_progress or jax.process_index() != 0)
+        ]
+    return out
+
+
+def _tfds_sources(d: ml_collections.ConfigDict) -> dict[str, Any]:
+    import tensorflow_datasets as tfds
+
+    from stn_icnn_jax import data as data_lib  # registers the builders
+    from stn_icnn_jax.data.build import build_dataset
+
+    name = d.name + (f"/{d.builder_config}" if d.builder_config else "")
+    builder = tfds.builder(name, data_dir=d.data_dir)
+    if not Path(str(builder.data_dir)).exists():
+        if d.name != "synthetic_faces":
+            raise FileNotFoundError(
+                f"dataset {name} is not built in {builder.data_dir_root}; run "
+                f"`stn-icnn data build {d.name} --manual_dir DIR` first"
+            )
+        build_dataset(d.name, data_dir=d.data_dir, config=d.builder_config or None)
+    del data_lib
+    return {split: tfds.data_source(name, split=split, data_dir=d.data_dir) for split in SPLITS}

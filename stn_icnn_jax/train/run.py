@@ -1,0 +1,184 @@
+"""A whole run: the stages in order, resumed from the work directory, then the test F1.
+
+``run(config, workdir)`` trains the stages named in ``config.stage_order`` (or the
+``stages`` argument), resuming whatever a previous run in ``workdir`` left, selects
+each stage's parameters by its validation score (overall F1; the localiser by its theta
+loss), and ends with the test-set F1 table. Layout of a work directory::
+
+    workdir/config.json            the configuration (a different one is refused)
+    workdir/metrics.jsonl          one JSON line per logged step / evaluation
+    workdir/tensorboard/           the same as TensorBoard events
+    workdir/<stage>/checkpoints/   orbax: last N + best of that stage
+    workdir/results.json           test F1 of the final model
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+import jax
+import ml_collections
+import numpy as np
+from jax.experimental import multihost_utils
+
+from stn_icnn_jax import metrics
+from stn_icnn_jax.config import build
+from stn_icnn_jax.data import input_pipeline
+from stn_icnn_jax.data.sources import load_sources
+from stn_icnn_jax.model import stn_icnn
+from stn_icnn_jax.model.localizer import params_from_theta
+from stn_icnn_jax.train import checkpoints, distributed, evaluate, loop
+from stn_icnn_jax.train.metric_log import MetricLog, json_safe
+from stn_icnn_jax.train.stages import STAGE_NAMES, get as get_stage
+
+
+def mean_theta_params(source: Any, config: ml_collections.ConfigDict,
+                      model_config: stn_icnn.STNiCNNConfig, limit: int = 256) -> np.ndarray:
+    """The mean ground-truth (sx, sy, tx, ty) per part over (up to ``limit``) records."""
+    layout = input_pipeline.Layout(
+        build.input_config(config, 1, training=False), ("image_size", "image_origin", "centers")
+    )
+    n = min(limit, len(source))
+    rows = [layout.map(dict(source[i])) for i in range(n)]
+    batch = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+    theta = stn_icnn.ground_truth_theta(batch, model_config)
+    return np.asarray(params_from_theta(theta)).mean(axis=0)
+
+
+def initial_variables(config, sources, mesh) -> tuple[stn_icnn.STNiCNN, dict]:
+    """The model with its localiser head at the training set's mean part boxes."""
+    cfg = build.model_config(config)
+    mean = mean_theta_params(sources["train"], config, cfg)
+    cfg = dataclasses.replace(
+        cfg, localizer=dataclasses.replace(cfg.localizer, init_params=tuple(map(tuple, mean.tolist())))
+    )
+    model = stn_icnn.STNiCNN(cfg)
+    # rbg keys: the default threefry init of these nets takes ~4x longer to compile on CPU;
+    # jitted: run eagerly, init dispatches (and compiles) hundreds of small ops one by one.
+    key = jax.random.key(config.seed, impl="rbg")
+    variables = jax.jit(lambda k: stn_icnn.init_variables(model, k))(key)
+    return model, jax.device_put(variables, distributed.replicated(mesh))
+
+
+def load_stage(stage_name: str, config: ml_collections.ConfigDict, variables: dict,
+               sources: dict, workdir: Path, mesh) -> dict:
+    """The best variables a previous run left for ``stage_name`` (no training); the
+    given ``variables`` if it left none."""
+    lead = jax.process_index() == 0
+    if not (workdir / stage_name / "checkpoints").is_dir():
+        if lead:
+            print(f"[{stage_name}] not trained in this work directory; its networks keep "
+                  "their current parameters", flush=True)
+        return variables
+    run = loop.StageRun(get_stage(stage_name), config, variables, sources, workdir, mesh)
+    try:
+        if run.resumed_from is None:
+            return variables
+        if lead:
+            state = "finished" if run.finished else (
+                f"unfinished (epoch {run.progress['epoch']}/{run.config.epochs})")
+            print(f"[{stage_name}] using the {state} stage's best checkpoint "
+                  f"(step {run.progress['best_step'] or run.resumed_from})", flush=True)
+        return run.best_variables()
+    finally:
+        run.ckpt.close()
+
+
+def load_trained(config: ml_collections.ConfigDict, workdir: str | Path, mesh,
+                 until: str | None = None) -> tuple[stn_icnn.STNiCNN, dict, dict[str, dict]]:
+    """What a previous run left in ``workdir``, for analysis: ``(model, sources,
+    {stage: best variables after it})`` for the stages of ``config.stage_order`` (up to
+    and including ``until``)."""
+    sources = load_sources(config, show_progress=False)
+    model, variables = initial_variables(config, sources, mesh)
+    after = {}
+    for name in config.stage_order:
+        variables = load_stage(name, config, variables, sources, Path(workdir), mesh)
+        after[name] = variables
+        if name == until:
+            break
+    return model, sources, after
+
+
+def stage_plan(config: ml_collections.ConfigDict,
+               stages: Iterable[str] | None = None) -> list[tuple[str, bool]]:
+    """``[(stage, train_it)]`` in pipeline order: the requested stages (default
+    ``config.stage_order``) to train, preceded by the earlier stages they build on, whose
+    results are loaded from the work directory instead (``train_it`` False)."""
+    order = list(config.stage_order)
+    requested = list(stages) if stages else order
+    for name in set(requested) | set(order):
+        get_stage(name)  # a clear error for an unknown name
+    last = max(STAGE_NAMES.index(name) for name in requested)
+    plan = []
+    for name in STAGE_NAMES[: last + 1]:
+        if name in requested:
+            plan.append((name, True))
+        elif name in order:
+            plan.append((name, False))
+    return plan
+
+
+def run(config: ml_collections.ConfigDict, workdir: str | Path,
+        stages: Iterable[str] | None = None, show_progress: bool = True) -> dict:
+    """Trains the configured (or given) stages and returns the test results.
+
+    ``stages``: train only these (``stn-icnn train --stage``); the earlier stages of
+    ``config.stage_order`` they build on are loaded from ``workdir`` (their best
+    checkpoints), not trained. Stages a previous run finished are not trained again.
+    """
+    workdir = Path(workdir).expanduser().absolute()
+    plan = stage_plan(config, stages)
+    trained = [name for name, trains in plan if trains]
+    if jax.process_index() == 0:
+        checkpoints.check_or_write_config(workdir, config.to_json(sort_keys=True))
+    multihost_utils.sync_global_devices("config checked")
+    mesh = distributed.make_mesh(config.train.num_devices or None)
+    started = time.time()
+    sources = load_sources(config, show_progress)
+    model, variables = initial_variables(config, sources, mesh)
+    eval_fns = evaluate.EvalFunctions(model, mesh)
+    log = MetricLog(workdir)
+    log.write("time", "setup", 0, {"plan": trained, "seconds": time.time() - started})
+    try:
+        for name, trains in plan:
+            stage_started = time.time()
+            if trains:
+                variables = loop.train_stage(get_stage(name), config, model, variables, sources,
+                                             workdir, mesh, log, show_progress, eval_fns)
+                log.write("time", name, 0, {"stage_seconds": time.time() - stage_started})
+            else:
+                variables = load_stage(name, config, variables, sources, workdir, mesh)
+        final = get_stage(trained[-1])
+        test_started = time.time()
+        test = evaluate.evaluate(final, eval_fns(final), variables, sources["test"],
+                                 loop.eval_input_config(config, mesh), mesh)
+        log.write("test", final.name, 0, {**test, "seconds": time.time() - test_started})
+    finally:
+        log.close()
+    results = {"stage": final.name, "stages": trained, "test": test,
+               "seconds": time.time() - started,
+               "theta_convention": config.model.theta_convention,
+               "theta_frame": config.model.theta_frame,
+               "seg_loss": config.stages[final.name].seg_loss}
+    if jax.process_index() == 0:
+        tmp = workdir / "results.json.tmp"
+        tmp.write_text(json.dumps(json_safe(results), indent=2, allow_nan=False))
+        tmp.replace(workdir / "results.json")
+        print(format_results(results), flush=True)
+    return results
+
+
+def format_results(results: dict) -> str:
+    """The test result as the printed table (F1 per set), or the localiser's theta loss."""
+    test = results["test"]
+    if "f1" not in test:
+        return f"test theta loss ({results['stage']}): {test['theta_loss']:.4g}"
+    f1 = {k: float("nan") if v is None else v for k, v in test["f1"].items()}  # null in JSON
+    return (f"Test F1 after stage '{results['stage']}' (theta {results['theta_convention']}/"
+            f"{results['theta_frame']}, {results['seg_loss']} loss):\n"
+            + metrics.format_f1_table(f1))
