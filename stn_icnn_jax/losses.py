@@ -1,7 +1,7 @@
 """Losses of STN-iCNN: segmentation (softmax CE or the paper's BCE), SmoothL1 on theta,
 and the joint part loss L_F.
 
-Where the paper and the authors' code disagree (notes.md section 7.5):
+Where the paper and the authors' code disagree (docs/authors-code.md §7.5):
 - the paper's eqs. 16-17 write an average *binary* cross entropy; the authors' code uses
   multi-class softmax cross entropy (``nn.CrossEntropyLoss``) everywhere.
   ``segmentation_loss(..., kind="bce")`` is the paper's, ``kind="ce"`` the authors'.

@@ -1,6 +1,6 @@
 """The paper's F1 protocol: a confusion matrix pooled over the test set, merged-class F1.
 
-Exactly as notes.md section 4.1 (the authors' ``f1_score.py``): build a
+Exactly as docs/authors-code.md §4.1 (the authors' ``f1_score.py``): build a
 ``[target, pred]`` histogram per image, **add** the histograms over all test images,
 then for each evaluated set ``S`` of class indices
 

@@ -4,7 +4,7 @@ The six parts and their classes are :data:`stn_icnn_jax.taxonomy.PART_NAMES` and
 :data:`~stn_icnn_jax.taxonomy.PART_CLASSES` (brows 1, 2; eyes 3, 4; nose 5; mouth =
 upper lip 6, inner mouth 7, lower lip 8).
 
-Two conventions for the centre (notes.md 2.3 vs the paper's eq. 21):
+Two conventions for the centre (docs/authors-code.md §2.3 vs the paper's eq. 21):
 
 - ``"paper"``: the centroid of the part's soft mask (the mouth is the union of its three
   classes), rounded to the nearest pixel so an odd crop lands on the integer grid

@@ -330,7 +330,7 @@ class _TwinLayer(tnn.Module):
 
 
 class TorchICNNTwin(tnn.Module):
-    """Our own torch re-statement of the authors' FaceModel from notes.md sec. 1 (same
+    """Our own torch re-statement of the authors' FaceModel from docs/authors-code.md §1 (same
     state-dict names, unused layers included so the state dict matches their layout)."""
 
     def __init__(self, num_labels, chs=(8, 16, 24, 32), layers=3, k=5, k_last=9):

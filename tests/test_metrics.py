@@ -1,4 +1,4 @@
-"""metrics: confusion counts and the paper's merged-class, pooled F1 (notes.md 4.1)."""
+"""metrics: confusion counts and the paper's merged-class, pooled F1 (docs/authors-code.md §4.1)."""
 
 import math
 

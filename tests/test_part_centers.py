@@ -37,7 +37,7 @@ def test_paper_centres_of_boxes_and_mouth_union():
 
 
 def test_authors_closed_mouth_is_dragged_to_canvas_centre():
-    # notes.md 2.3: upper lip at y=604, lower lip at y=617, no inner mouth, 1024 canvas
+    # docs/authors-code.md §2.3: upper lip at y=604, lower lip at y=617, no inner mouth, 1024 canvas
     # -> the authors' mouth centre is y=577 instead of about 610.
     lab = _canvas(1024, 1024)
     # Two-row lips (centroids 604.5 and 617.5 floor to 604 and 617; one-row lips would

@@ -1,7 +1,7 @@
 """pipeline: the composed STN-iCNN pass on tiny configs.
 
 Checks what users rely on: ground-truth crops + perfect part predictions paste back to
-exactly the label map (notes.md 2.5), the training pass returns label crops made with
+exactly the label map (docs/authors-code.md §2.5), the training pass returns label crops made with
 the same theta, gradients of the part loss reach K and L through the sampler, and the
 jitted parse compiles once.
 """

@@ -1,4 +1,4 @@
-"""HELEN with the authors' README recipe and code conventions (notes.md sections 1-5).
+"""HELEN with the authors' README recipe and code conventions (docs/authors-code.md §1-5).
 
 Their iCNN layers (5x5, 9x9 head, tanh), ResNet-18 localiser, canvas-frame theta with
 align_corners=True, floored centroids with the mean-of-three mouth, softmax CE, parts

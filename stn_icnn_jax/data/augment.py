@@ -3,7 +3,7 @@
 Four random operations: (a) rotation, (b) shift, (c) scale, (d) Gaussian noise on the
 image only. Each training image is augmented into ``copies`` (5) images; under the
 paper's scheme copy ``i`` applies ``i`` of the 4 operations, chosen at random (copy 0 is
-the original). The authors' scheme (notes.md 3.5) groups and ranges them differently;
+the original). The authors' scheme (docs/authors-code.md §3.5) groups and ranges them differently;
 ``AugmentConfig.scheme`` switches between the two.
 
 Image and soft labels go through the same affine warp: the image bilinear (or nearest,
@@ -28,7 +28,7 @@ class AugmentConfig:
 
     Attributes:
       scheme: ``"paper"`` (copy i applies i random ops of 4) or ``"authors"`` (the
-        reference code's groups, notes.md 3.5).
+        reference code's groups, docs/authors-code.md §3.5).
       copies: augmented copies per image (5 in both).
       max_rotation_deg: (a) angle uniform in +-this.
       max_shift: (b) shift uniform in +-this fraction of width / height.
@@ -50,7 +50,7 @@ class AugmentConfig:
 
     @classmethod
     def authors(cls) -> "AugmentConfig":
-        """The reference code's Stage1Augmentation settings (notes.md 3.5)."""
+        """The reference code's Stage1Augmentation settings (docs/authors-code.md §3.5)."""
         return cls(
             scheme="authors",
             max_shift=0.1,

@@ -35,7 +35,7 @@ included), BN + ReLU after every conv except the logit conv, flax default init.
 Porting the authors' weights
 ----------------------------
 The flax module/parameter names mirror the torch state-dict names
-(``reference/torch-state-dict-layout.txt``), so the mapping is mechanical::
+(docs/authors-code.md, "Weight layout"), so the mapping is mechanical::
 
   flax path (``params`` / ``batch_stats``)       torch state-dict name
   ``input_conv_{i}``                          ``input_conv.{i}``
@@ -471,7 +471,7 @@ class PartModels(nn.Module):
 def icnn_torch_name_map(config: ICNNConfig) -> list[tuple[tuple[str, ...], str, str]]:
     """(flax module path, torch module name, kind) for every used layer; kind "conv" | "bn".
 
-    Follows the authors' ``FaceModel`` naming (``reference/torch-state-dict-layout.txt``).
+    Follows the authors' ``FaceModel`` naming (docs/authors-code.md, "Weight layout").
     """
     S, last = config.num_scales, config.num_interlink_layers - 1
     rows: list[tuple[tuple[str, ...], str, str]] = []

@@ -8,7 +8,7 @@
 ``rough`` (stage-1 iCNN K), ``localizer`` (L) and ``parts`` (the part iCNNs K_i); the
 functions below (``forward``, ``parse``) are pure and jit-able.
 
-Frames and conventions (where the paper and the authors' code disagree, notes.md 2.3/2.6):
+Frames and conventions (where the paper and the authors' code disagree, docs/authors-code.md §2.3, §2.6):
 
 - ``theta_frame="image"`` (default, the paper's eq. 21 with W the image width): L
   predicts theta relative to the unpadded image, and the pipeline converts it to the
@@ -17,7 +17,7 @@ Frames and conventions (where the paper and the authors' code disagree, notes.md
 - ``theta_convention="paper"`` (eq. 21: s = w̄/W, align_corners=False) or ``"authors"``
   (s = (w̄-1)/(W-1), align_corners=True). Both put an odd crop at an integer centre on
   the integer pixel grid.
-- Paste-back fuses the part softmax maps as the authors do (notes.md 2.5): background =
+- Paste-back fuses the part softmax maps as the authors do (docs/authors-code.md §2.5): background =
   product over parts of their background probability (1 outside a patch), each
   foreground class from its own part, then argmax with ties to the lower index.
 """

@@ -1,7 +1,7 @@
 """TFDS builder ``helen``: the HELEN face-parsing set in Smith et al.'s layout.
 
 Reads the ``SmithCVPR2013_dataset_resized`` release (Smith, Zhang, Brandt, Lin, Yang,
-"Exemplar-Based Face Parsing", CVPR 2013), as the reference code does (notes 3.1)::
+"Exemplar-Based Face Parsing", CVPR 2013), as the reference code does (docs/authors-code.md §3.1)::
 
     SmithCVPR2013_dataset_resized/
       images/NAME.jpg
