@@ -56,7 +56,23 @@ from typing import Any, Iterable, Iterator
 import cv2
 import numpy as np
 
-from stn_icnn_jax.data.labels import NUM_SMITH_CLASSES, SMITH_CLASS_NAMES
+from stn_icnn_jax.data.synthetic.channels import CLASS_NAMES, NUM_CLASSES
+from stn_icnn_jax.data.synthetic.config import SyntheticFaceConfig
+from stn_icnn_jax.data.synthetic.noise import blur as _blur
+from stn_icnn_jax.data.synthetic.noise import streak_noise as _aniso_noise
+from stn_icnn_jax.data.synthetic.noise import uniform as _u
+from stn_icnn_jax.data.synthetic.noise import value_noise as _noise
+from stn_icnn_jax.data.synthetic.palette import HAIR_COLOUR_PROBABILITIES as _HAIR_P
+from stn_icnn_jax.data.synthetic.palette import HAIR_COLOURS as _HAIR_COLOURS
+from stn_icnn_jax.data.synthetic.palette import IRIS_COLOURS as _IRIS
+from stn_icnn_jax.data.synthetic.palette import IRIS_PROBABILITIES as _IRIS_P
+from stn_icnn_jax.data.synthetic.palette import sample_skin_colour as _skin_colour
+from stn_icnn_jax.data.synthetic.raster import crop_to_box
+from stn_icnn_jax.data.synthetic.raster import quantise_labels as _quantise
+from stn_icnn_jax.data.synthetic.shapes import ellipse_points
+from stn_icnn_jax.data.synthetic.shapes import mix as _mix
+from stn_icnn_jax.data.synthetic.shapes import smoothstep as _smoothstep
+from stn_icnn_jax.data.synthetic.shapes import stroke_polygon as _stroke
 
 __all__ = [
     "CLASS_NAMES",
@@ -66,134 +82,13 @@ __all__ = [
     "generate_faces",
 ]
 
-# The soft-label channels, in HELEN's (Smith et al.) order.
-CLASS_NAMES: tuple[str, ...] = SMITH_CLASS_NAMES
-NUM_CLASSES = NUM_SMITH_CLASSES
 BG, SKIN, LBROW, RBROW, LEYE, REYE, NOSE, ULIP, IMOUTH, LLIP, HAIR = range(11)
 
 HAIR_STYLES = ("short", "bob", "long", "curly", "updo", "buzz")
-OCCLUDERS = ("none", "hand", "block")
-
-
-@dataclasses.dataclass(frozen=True)
-class SyntheticFaceConfig:
-    """Ranges and probabilities of the generator (all sides in pixels).
-
-    Sizes: each image side is in ``[min_size, max_size]``; with probability
-    ``square_prob`` the image is square, otherwise the aspect ratio (h/w) is drawn up to
-    ``max_aspect`` either way (portrait more often). ``head_frac`` is the crown-to-chin
-    height of the head as a fraction of the smaller image side.
-    """
-
-    min_size: int = 200
-    max_size: int = 600
-    square_prob: float = 0.3
-    max_aspect: float = 1.5
-    head_frac: tuple[float, float] = (0.42, 0.85)
-    max_center_shift: float = 0.12  # fraction of the image side
-    max_rotation_deg: float = 25.0  # in-plane rotation of the head (camera roll + tilt)
-    max_yaw_deg: float = 25.0
-    mouth_open_prob: float = 0.45
-    eyes_closed_prob: float = 0.08
-    wink_prob: float = 0.03
-    glasses_prob: float = 0.2
-    hat_prob: float = 0.06
-    occluder_prob: float = 0.25
-    hand_fraction: float = 0.5  # of the occluders
-    fringe_prob: float = 0.35  # hair over the forehead (may hide brows)
-    facial_hair_prob: float = 0.45  # of masculine faces
-    makeup_prob: float = 0.5  # of feminine faces
-    distractor_prob: float = 0.3  # skin-coloured blobs in the background
-    blur_prob: float = 0.3
-    max_blur_sigma: float = 1.8
-    motion_blur_prob: float = 0.05
-    noise_prob: float = 0.6
-    max_noise_sigma: float = 0.035  # of the 0..1 range
-    jpeg_prob: float = 0.8
-    jpeg_quality: tuple[int, int] = (35, 95)
-    supersample: int = 4
-
-    def __post_init__(self):
-        if not 16 <= self.min_size <= self.max_size:
-            raise ValueError(f"bad size range [{self.min_size}, {self.max_size}]")
-        if not 0 <= self.max_rotation_deg < 90:
-            raise ValueError("max_rotation_deg must be in [0, 90)")
-        if not 0 <= self.max_yaw_deg <= 45:
-            raise ValueError("max_yaw_deg must be in [0, 45]")
-        if not 1 <= self.supersample <= 8:
-            raise ValueError("supersample must be in [1, 8]")
-
-
-# --------------------------------------------------------------------------------------
-# small helpers
-
-
-def _u(rng, lo, hi):
-    return float(rng.uniform(lo, hi))
-
-
-def _smoothstep(e0, e1, x):
-    t = np.clip((x - e0) / (e1 - e0), 0.0, 1.0)
-    return t * t * (3.0 - 2.0 * t)
-
-
-def _noise(rng, h, w, cell):
-    """Smooth value noise, roughly N(0, 0.6), float32 (h, w); `cell` in pixels."""
-    cell = max(float(cell), 1.0)
-    gh, gw = int(h / cell) + 3, int(w / cell) + 3
-    g = rng.standard_normal((gh, gw), dtype=np.float32)
-    big = cv2.resize(g, (int(gw * cell), int(gh * cell)), interpolation=cv2.INTER_CUBIC)
-    oy = int(rng.integers(0, max(1, big.shape[0] - h)))
-    ox = int(rng.integers(0, max(1, big.shape[1] - w)))
-    return big[oy : oy + h, ox : ox + w]
-
-
-def _aniso_noise(rng, h, w, cell_along, cell_across, angle):
-    """Streaky noise (strands) along direction `angle` (radians, image frame)."""
-    d = int(math.ceil(math.hypot(h, w))) + 2
-    n = _noise(rng, max(2, int(d / cell_across) + 2), max(2, int(d / cell_along) + 2), 1)
-    n = cv2.resize(n, (d, d), interpolation=cv2.INTER_LINEAR)
-    m = cv2.getRotationMatrix2D((d / 2, d / 2), -math.degrees(angle), 1.0)
-    m[0, 2] += w / 2 - d / 2
-    m[1, 2] += h / 2 - d / 2
-    return cv2.warpAffine(n, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-
-
-def _blur(img, sigma):
-    """Gaussian blur; large sigmas are done on a downscaled copy (fast, smooth)."""
-    if sigma < 2.5:
-        return cv2.GaussianBlur(img, (0, 0), sigma)
-    h, w = img.shape[:2]
-    f = sigma / 1.5
-    sw, sh = max(2, int(round(w / f))), max(2, int(round(h / f)))
-    small = cv2.resize(img, (sw, sh), interpolation=cv2.INTER_AREA)
-    small = cv2.GaussianBlur(small, (0, 0), 1.0)
-    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
-
-
-def _stroke(pts, hw):
-    """Polygon of a polyline `pts` (N, 2) with half widths `hw` (N,) (face units)."""
-    pts = np.asarray(pts, np.float64)
-    d = np.gradient(pts, axis=0)
-    n = np.stack([-d[:, 1], d[:, 0]], 1)
-    n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-9)
-    hw = np.broadcast_to(np.asarray(hw, np.float64), (len(pts),))[:, None]
-    return np.concatenate([pts + n * hw, (pts - n * hw)[::-1]])
 
 
 def _ellipse_pts(cx, cy, rx, ry, n=48, rot=0.0, p=2.0):
-    t = np.linspace(0, 2 * np.pi, n, endpoint=False)
-    c, s = np.cos(t), np.sin(t)
-    if p != 2.0:
-        c = np.sign(c) * np.abs(c) ** (2.0 / p)
-        s = np.sign(s) * np.abs(s) ** (2.0 / p)
-    x, y = rx * c, ry * s
-    cr, sr = math.cos(rot), math.sin(rot)
-    return np.stack([cx + cr * x - sr * y, cy + sr * x + cr * y], 1)
-
-
-def _mix(c1, c2, t):
-    return np.asarray(c1, np.float32) * (1 - t) + np.asarray(c2, np.float32) * t
+    return ellipse_points(cx, cy, rx, ry, n, rotation=rot, power=p)
 
 
 # --------------------------------------------------------------------------------------
@@ -369,63 +264,6 @@ class _Geom:
     def to_img_vec(self, vx, vy):
         """A direction in view space -> image space (unit-less)."""
         return self.cr * vx - self.sr * vy, self.sr * vx + self.cr * vy
-
-
-# --------------------------------------------------------------------------------------
-# colours
-
-_SKIN_PALETTE = np.array(
-    [
-        [0.97, 0.83, 0.75],
-        [0.91, 0.71, 0.60],
-        [0.80, 0.59, 0.44],
-        [0.62, 0.43, 0.30],
-        [0.45, 0.30, 0.21],
-        [0.30, 0.20, 0.15],
-    ],
-    np.float32,
-)
-_HAIR_COLOURS = {
-    "black": (0.05, 0.045, 0.045),
-    "dark_brown": (0.16, 0.10, 0.07),
-    "brown": (0.32, 0.21, 0.13),
-    "light_brown": (0.52, 0.38, 0.24),
-    "blonde": (0.80, 0.66, 0.44),
-    "auburn": (0.50, 0.22, 0.10),
-    "grey": (0.58, 0.57, 0.55),
-    "white": (0.86, 0.85, 0.82),
-}
-_HAIR_P = {
-    "black": 0.30,
-    "dark_brown": 0.25,
-    "brown": 0.16,
-    "light_brown": 0.09,
-    "blonde": 0.08,
-    "auburn": 0.04,
-    "grey": 0.05,
-    "white": 0.03,
-}
-_IRIS = np.array(
-    [
-        [0.16, 0.09, 0.05],
-        [0.30, 0.17, 0.08],
-        [0.42, 0.33, 0.16],
-        [0.30, 0.40, 0.25],
-        [0.33, 0.47, 0.62],
-        [0.45, 0.52, 0.58],
-    ],
-    np.float32,
-)
-_IRIS_P = np.array([0.35, 0.25, 0.12, 0.08, 0.12, 0.08])
-
-
-def _skin_colour(rng):
-    t = float(np.clip(rng.beta(1.6, 2.0) * 1.08, 0, 1))
-    f = t * (len(_SKIN_PALETTE) - 1)
-    i = min(int(f), len(_SKIN_PALETTE) - 2)
-    c = _SKIN_PALETTE[i] * (1 - (f - i)) + _SKIN_PALETTE[i + 1] * (f - i)
-    c = c * np.array([_u(rng, 0.97, 1.03), _u(rng, 0.96, 1.03), _u(rng, 0.94, 1.05)])
-    return np.clip(c, 0, 1).astype(np.float32), t
 
 
 # --------------------------------------------------------------------------------------
@@ -976,7 +814,7 @@ class _Face:
             cpts = g._sim(np.stack([cc[:, 0] * g.cyaw - 0.25 * g.syaw, cc[:, 1]], 1))
             c2, b2 = cv.soft(_stroke(cpts, 0.035 * self.scale), 0.02 * self.scale)
             if c2 is not None:
-                cv.paint(c2 * cov_at(cv, b2, bb, cov), b2, self.skin * 0.55, alpha=0.6)
+                cv.paint(c2 * crop_to_box(b2, bb, cov), b2, self.skin * 0.55, alpha=0.6)
 
     def _draw_face(self):
         cv = self.cv
@@ -1706,36 +1544,6 @@ class _Face:
         image = self._camera()
         labels = _quantise(self.cv.lab)
         return {"image": image, "soft_labels": labels, "meta": self.meta}
-
-
-def cov_at(cv, bb_small, bb_big, cov_big):
-    """Crop of `cov_big` (defined on bb_big) on bb_small (zeros outside)."""
-    x0, y0, x1, y1 = bb_small
-    X0, Y0, X1, Y1 = bb_big
-    out = np.zeros((y1 - y0, x1 - x0), np.float32)
-    ix0, iy0, ix1, iy1 = max(x0, X0), max(y0, Y0), min(x1, X1), min(y1, Y1)
-    if ix1 > ix0 and iy1 > iy0:
-        out[iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0] = cov_big[iy0 - Y0 : iy1 - Y0, ix0 - X0 : ix1 - X0]
-    return out
-
-
-def _quantise(lab):
-    """(11, H, W) float partition of unity -> (H, W, 11) uint8 summing to exactly 255.
-
-    Each channel is rounded; where the rounded channels do not sum to 255 (only at soft
-    borders) the difference goes to the largest channel of that pixel.
-    """
-    t = lab * np.float32(255.0)
-    t += np.float32(0.5)
-    np.clip(t, 0, 255, out=t)
-    q = t.astype(np.uint8)
-    tot = q.sum(0, dtype=np.int16)
-    iy, ix = np.nonzero(tot != 255)
-    if iy.size:
-        am = lab[:, iy, ix].argmax(0)
-        v = q[am, iy, ix].astype(np.int16) + (255 - tot[iy, ix])
-        q[am, iy, ix] = np.clip(v, 0, 255).astype(np.uint8)
-    return np.ascontiguousarray(q.transpose(1, 2, 0))
 
 
 def generate_face(seed: int, config: SyntheticFaceConfig = SyntheticFaceConfig()) -> dict:
