@@ -98,7 +98,8 @@ def draw_hat(scene, canvas):
     crown = np.stack([rx * np.sin(a), low - (low + 1.75 + uniform(rng, 0.1, 0.4)) * np.cos(a) ** 0.8], 1)
     polygons = [geometry.project_flat(np.concatenate([crown, [[rx, low + 0.05], [-rx, low + 0.05]]]))]
     if rng.random() < 0.5:  # brim
-        polygons.append(geometry.project_flat(ellipse_points(0, low, rx * uniform(rng, 1.1, 1.6), uniform(rng, 0.08, 0.2))))
+        brim = ellipse_points(0, low, rx * uniform(rng, 1.1, 1.6), uniform(rng, 0.08, 0.2))
+        polygons.append(geometry.project_flat(brim))
     colour = rng.uniform(0.03, 0.9, 3).astype(np.float32)
     coverage, box = canvas.coverage(polygons, pad=2)
     if coverage is None:
@@ -151,9 +152,11 @@ def _hand_polygons(rng, tx, ty, angle):
         fingers.append(place(np.concatenate([finger, tip[5:15]])))
         polygons.append(place(finger))
         polygons.append(place(tip))
-    thumb = stroke_polygon(np.array([[0.0, 0.45 * size], [0.35 * size, 0.62 * size], [0.6 * size, 0.6 * size]]), 0.11 * size)
+    thumb = np.array([[0.0, 0.45 * size], [0.35 * size, 0.62 * size], [0.6 * size, 0.6 * size]])
+    thumb = stroke_polygon(thumb, 0.11 * size)
     polygons.append(place(thumb))
-    polygons.append(place(np.array([[-3.5, -0.5 * size], [0, -0.5 * size], [0, 0.5 * size], [-3.5, 0.45 * size]])))  # forearm
+    forearm = np.array([[-3.5, -0.5 * size], [0, -0.5 * size], [0, 0.5 * size], [-3.5, 0.45 * size]])
+    polygons.append(place(forearm))
     fingers.append(place(thumb))
     return polygons, fingers
 

@@ -100,7 +100,9 @@ def draw_brows(scene, canvas):
             continue
         height, width = coverage.shape
         angle = math.atan2(geometry.sin_rot, geometry.cos_rot) + side * 0.25
-        texture = streak_noise(scene.streams.texture, height, width, max(2.0, 0.08 * scale), max(1.0, 0.012 * scale), angle)
+        texture = streak_noise(
+            scene.streams.texture, height, width, max(2.0, 0.08 * scale), max(1.0, 0.012 * scale), angle
+        )
         rng = scene.streams.identity
         density = uniform(rng, 0.55, 0.9) if not scene.identity.masculine else uniform(rng, 0.7, 0.95)
         soft = cv2.GaussianBlur(coverage, (0, 0), max(0.4, 0.008 * scale))

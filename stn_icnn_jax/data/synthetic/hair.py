@@ -122,7 +122,8 @@ def draw_head_hair(scene, canvas):
     canvas.paint(coverage, box, colour, label=HAIR)
     if hair.style == "updo":
         rng = scene.streams.hair
-        bun = ellipse_points(uniform(rng, -0.3, 0.3), -1.75 - hair.volume, uniform(rng, 0.3, 0.45), uniform(rng, 0.22, 0.32))
+        bun_x = uniform(rng, -0.3, 0.3)
+        bun = ellipse_points(bun_x, -1.75 - hair.volume, uniform(rng, 0.3, 0.45), uniform(rng, 0.22, 0.32))
         bun_coverage, bun_box = canvas.coverage(geometry.project_flat(bun))
         if bun_coverage is not None:
             colour = hair_colour_field(scene, bun_box, hair.colour * 0.9)

@@ -60,9 +60,10 @@ def sample_hair_style(rng, config: SyntheticFaceConfig, identity: Identity) -> H
         recede = uniform(rng, 0.05, 0.25)
     # every entry is drawn (in this order), whichever the style
     volume = {"short": uniform(rng, 0.07, 0.22), "bob": uniform(rng, 0.1, 0.2), "long": uniform(rng, 0.08, 0.2),
-              "curly": uniform(rng, 0.25, 0.5), "updo": uniform(rng, 0.03, 0.08), "buzz": uniform(rng, 0.01, 0.03)}[style]
-    length = {"short": -0.1, "bob": uniform(rng, 0.9, 1.5), "long": uniform(rng, 2.2, 4.0), "curly": uniform(rng, 0.6, 2.2),
-              "updo": -0.2, "buzz": -0.15}[style]
+              "curly": uniform(rng, 0.25, 0.5), "updo": uniform(rng, 0.03, 0.08),
+              "buzz": uniform(rng, 0.01, 0.03)}[style]
+    length = {"short": -0.1, "bob": uniform(rng, 0.9, 1.5), "long": uniform(rng, 2.2, 4.0),
+              "curly": uniform(rng, 0.6, 2.2), "updo": -0.2, "buzz": -0.15}[style]
     parting = uniform(rng, -0.5, 0.5) if rng.random() < 0.7 else 0.0
     cheek_cover = uniform(rng, 0.0, 0.15) if style in HANGING_STYLES else 0.0
     fringe_allowed = style in ("short", "bob", "long", "curly")

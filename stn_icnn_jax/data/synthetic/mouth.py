@@ -111,10 +111,11 @@ def _paint_lips(scene, canvas, coverage, box):
     shading = (0.78 + 0.3 * below) * (0.65 + 0.35 * identity.light.ambient + 0.2)
     lines = 1 + 0.05 * np.sin(view_x * 180.0) * (lipstick is None)
     colour = lip_colour[None, None, :] * (shading * lines)[..., None]
-    spot = geometry.view(np.array([[0.0, mouth.y + expression.mouth_gap * 0.7 + mouth.lower_lip_height * 0.4]]), 0.05)[0]
-    highlight = np.exp(
-        -(((view_x - spot[0]) / (mouth.half_width * 0.35)) ** 2) - ((view_y - spot[1]) / (mouth.lower_lip_height * 0.25)) ** 2
-    )
+    spot_y = mouth.y + expression.mouth_gap * 0.7 + mouth.lower_lip_height * 0.4
+    spot = geometry.view(np.array([[0.0, spot_y]]), 0.05)[0]
+    spot_dx = (view_x - spot[0]) / (mouth.half_width * 0.35)
+    spot_dy = (view_y - spot[1]) / (mouth.lower_lip_height * 0.25)
+    highlight = np.exp(-(spot_dx**2) - spot_dy**2)
     colour = colour + (0.12 + 0.25 * (lipstick is not None)) * highlight[..., None]
     soft = cv2.GaussianBlur(coverage, (0, 0), max(0.5, 0.006 * scene.scale))
     canvas.paint(soft, box, colour, alpha=0.93)
