@@ -9,12 +9,12 @@ from stn_icnn_jax.data.synthetic.noise import uniform
 #: skin tones from light to dark; a face's tone interpolates between neighbours
 SKIN_PALETTE = np.array(
     [
-        [0.97, 0.83, 0.75],
-        [0.91, 0.71, 0.60],
-        [0.80, 0.59, 0.44],
-        [0.62, 0.43, 0.30],
-        [0.45, 0.30, 0.21],
-        [0.30, 0.20, 0.15],
+        [0.97, 0.83, 0.75],  # very light
+        [0.91, 0.71, 0.60],  # light
+        [0.80, 0.59, 0.44],  # medium
+        [0.62, 0.43, 0.30],  # tan
+        [0.45, 0.30, 0.21],  # brown
+        [0.30, 0.20, 0.15],  # dark
     ],
     np.float32,
 )
@@ -39,19 +39,17 @@ HAIR_COLOUR_PROBABILITIES = {
     "grey": 0.05,
     "white": 0.03,
 }
-#: iris colours (brown .. blue-grey) and how often each is drawn
-IRIS_COLOURS = np.array(
-    [
-        [0.16, 0.09, 0.05],
-        [0.30, 0.17, 0.08],
-        [0.42, 0.33, 0.16],
-        [0.30, 0.40, 0.25],
-        [0.33, 0.47, 0.62],
-        [0.45, 0.52, 0.58],
-    ],
-    np.float32,
-)
-IRIS_PROBABILITIES = np.array([0.35, 0.25, 0.12, 0.08, 0.12, 0.08])
+#: iris colours and how often each is drawn
+_IRISES = {
+    "dark_brown": ((0.16, 0.09, 0.05), 0.35),
+    "brown": ((0.30, 0.17, 0.08), 0.25),
+    "hazel": ((0.42, 0.33, 0.16), 0.12),
+    "green": ((0.30, 0.40, 0.25), 0.08),
+    "blue": ((0.33, 0.47, 0.62), 0.12),
+    "grey": ((0.45, 0.52, 0.58), 0.08),
+}
+IRIS_COLOURS = np.array([colour for colour, _ in _IRISES.values()], np.float32)
+IRIS_PROBABILITIES = np.array([probability for _, probability in _IRISES.values()])
 
 
 def sample_skin_colour(rng):

@@ -27,24 +27,25 @@ class Layer:
     needs: tuple[str, ...] = ()  # names of earlier layers whose handoff ``draw`` is given
 
 
+#: back to front; the comment says which labels each layer paints
 LAYERS: tuple[Layer, ...] = (
-    Layer("background", background.draw_background),
-    Layer("back_hair", hair.draw_back_hair),
-    Layer("neck", body.draw_neck),
-    Layer("clothes", body.draw_clothes),
-    Layer("ears", body.draw_ears),
-    Layer("face_skin", face_parts.draw_face_skin),
-    Layer("face_modelling", face_parts.draw_face_modelling),
-    Layer("head_hair", hair.draw_head_hair),
-    Layer("brows", face_parts.draw_brows),
-    Layer("eyes", eyes.draw_eyes),
-    Layer("nose", face_parts.draw_nose),
-    Layer("mouth", mouth.draw_mouth),
-    Layer("facial_hair", mouth.draw_facial_hair),
-    Layer("fringe", hair.draw_fringe, needs=("brows",)),
-    Layer("glasses", accessories.draw_glasses),
-    Layer("hat", accessories.draw_hat),
-    Layer("occluder", accessories.draw_occluder),
+    Layer("background", background.draw_background),  # picture only (labels start as background)
+    Layer("back_hair", hair.draw_back_hair),  # hair (hanging styles)
+    Layer("neck", body.draw_neck),  # background
+    Layer("clothes", body.draw_clothes),  # background
+    Layer("ears", body.draw_ears),  # background
+    Layer("face_skin", face_parts.draw_face_skin),  # face skin
+    Layer("face_modelling", face_parts.draw_face_modelling),  # picture only
+    Layer("head_hair", hair.draw_head_hair),  # hair
+    Layer("brows", face_parts.draw_brows),  # left / right eyebrow; hands on their boxes
+    Layer("eyes", eyes.draw_eyes),  # left / right eye
+    Layer("nose", face_parts.draw_nose),  # nose
+    Layer("mouth", mouth.draw_mouth),  # upper lip, inner mouth, lower lip
+    Layer("facial_hair", mouth.draw_facial_hair),  # picture only (stays face skin)
+    Layer("fringe", hair.draw_fringe, needs=("brows",)),  # hair (may hide the brows)
+    Layer("glasses", accessories.draw_glasses),  # frames: brows / eyes / nose under them -> face skin
+    Layer("hat", accessories.draw_hat),  # background
+    Layer("occluder", accessories.draw_occluder),  # background (a hand or a block)
 )
 
 
