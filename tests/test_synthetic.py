@@ -259,3 +259,32 @@ def test_speed_smoke(capsys):
     dt = (time.process_time() - t) / n
     with capsys.disabled():
         print(f"\nsynthetic faces: {dt * 1e3:.0f} ms CPU per face (default config)")
+
+
+def test_layers_are_an_explicit_back_to_front_list():
+    from stn_icnn_jax.data.synthetic.render import LAYERS
+
+    names = [layer.name for layer in LAYERS]
+    assert len(set(names)) == len(names)
+    assert names[0] == "background" and names[-1] == "occluder"
+    # nearer things come later: hair over the face, the fringe over the brows
+    assert names.index("face_skin") < names.index("head_hair") < names.index("brows") < names.index("fringe")
+    for i, layer in enumerate(LAYERS):
+        assert layer.draw.__doc__, layer.name
+        # a layer is given only what earlier layers handed on
+        assert set(layer.needs) <= set(names[:i]), layer.name
+
+
+def test_layers_can_be_painted_selectively():
+    # the scene is drawn before painting: painting fewer layers leaves the scene alone
+    from stn_icnn_jax.data.synthetic.raster import Canvas
+    from stn_icnn_jax.data.synthetic.render import LAYERS, paint_layers
+    from stn_icnn_jax.data.synthetic.scene import sample_scene
+
+    cfg = dataclasses.replace(CLEAN, **SMALL)
+    scene = sample_scene(4, cfg)
+    canvas = Canvas(scene.pose.height, scene.pose.width, cfg.supersample)
+    facts = paint_layers(scene, canvas, [layer for layer in LAYERS if layer.name in ("background", "face_skin")])
+    assert set(facts) == {"background"}
+    assert canvas.used_channels == [BG, SKIN]
+    np.testing.assert_allclose(canvas.labels.sum(0), 1.0, atol=1e-5)
