@@ -18,25 +18,10 @@ import pathlib
 import cv2
 import numpy as np
 
-from stn_icnn_jax.data.synthetic import CLASS_NAMES, generate_face
+from stn_icnn_jax.data.synthetic import generate_face
+from stn_icnn_jax.taxonomy import SMITH_CLASS_NAMES as CLASS_NAMES
+from stn_icnn_jax.taxonomy import SMITH_PALETTE as PALETTE
 
-#: colours of the 11 Smith classes (RGB)
-PALETTE = np.array(
-    [
-        (0, 0, 0),  # background
-        (255, 200, 150),  # face skin
-        (120, 60, 0),  # left brow
-        (200, 120, 40),  # right brow
-        (0, 90, 255),  # left eye
-        (0, 220, 255),  # right eye
-        (0, 200, 0),  # nose
-        (255, 0, 80),  # upper lip
-        (120, 0, 160),  # inner mouth
-        (255, 110, 180),  # lower lip
-        (140, 90, 40),  # hair
-    ],
-    np.uint8,
-)
 
 
 def parse_seeds(text: str) -> list[int]:

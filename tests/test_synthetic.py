@@ -8,9 +8,8 @@ import time
 import numpy as np
 import pytest
 
+from stn_icnn_jax.taxonomy import NUM_SMITH_CLASSES, SMITH_CLASS_NAMES
 from stn_icnn_jax.data.synthetic import (
-    CLASS_NAMES,
-    NUM_CLASSES,
     SyntheticFaceConfig,
     generate_face,
     generate_faces,
@@ -34,9 +33,9 @@ def _centroid(soft, c):
 
 
 def test_class_names():
-    assert NUM_CLASSES == 11 == len(CLASS_NAMES)
-    assert CLASS_NAMES[0] == "background" and CLASS_NAMES[8] == "inner_mouth"
-    assert CLASS_NAMES[2] == "left_eyebrow" and CLASS_NAMES[10] == "hair"
+    assert NUM_SMITH_CLASSES == 11 == len(SMITH_CLASS_NAMES)
+    assert SMITH_CLASS_NAMES[0] == "background" and SMITH_CLASS_NAMES[8] == "inner_mouth"
+    assert SMITH_CLASS_NAMES[2] == "left_eyebrow" and SMITH_CLASS_NAMES[10] == "hair"
 
 
 def test_deterministic_bitwise():
@@ -61,7 +60,7 @@ def test_shapes_dtypes_and_partition():
         img, soft, meta = f["image"], f["soft_labels"], f["meta"]
         h, w = img.shape[:2]
         assert img.dtype == np.uint8 and img.shape == (h, w, 3)
-        assert soft.dtype == np.uint8 and soft.shape == (h, w, NUM_CLASSES)
+        assert soft.dtype == np.uint8 and soft.shape == (h, w, NUM_SMITH_CLASSES)
         assert 200 <= h <= 600 and 200 <= w <= 600
         assert (meta["height"], meta["width"]) == (h, w)
         tot = soft.sum(-1, dtype=np.int32)
@@ -102,7 +101,7 @@ def test_soft_borders():
     assert soft_px < 0.25  # ... but most pixels are sure
     for c in (SKIN, LEYE, NOSE, ULIP):
         ch = soft[..., c]
-        assert ((ch > 20) & (ch < 235)).any(), CLASS_NAMES[c]
+        assert ((ch > 20) & (ch < 235)).any(), SMITH_CLASS_NAMES[c]
 
 
 def test_meta_is_plain_scalars():
@@ -201,7 +200,7 @@ def _axis_positions(soft, rot_deg):
     down = np.array([-np.sin(r), np.cos(r)])
     right = np.array([np.cos(r), np.sin(r)])
     out = {}
-    for c in range(NUM_CLASSES):
+    for c in range(NUM_SMITH_CLASSES):
         p, m = _centroid(soft, c)
         if p is not None and m > 2:
             out[c] = (float(p @ down), float(p @ right))
@@ -217,7 +216,7 @@ def test_left_is_image_left_and_geometry_order():
             pl, _ = _centroid(soft, lc)
             pr, _ = _centroid(soft, rc)
             assert pl is not None and pr is not None
-            assert pl[0] < pr[0], (s, CLASS_NAMES[lc])
+            assert pl[0] < pr[0], (s, SMITH_CLASS_NAMES[lc])
         pos = _axis_positions(soft, f["meta"]["rotation_deg"])
         brows = (pos[LBROW][0] + pos[RBROW][0]) / 2
         eyes = (pos[LEYE][0] + pos[REYE][0]) / 2

@@ -22,7 +22,6 @@ import numpy as np
 
 from stn_icnn_jax.taxonomy import (
     NUM_SMITH_CLASSES,
-    SMITH_CLASS_NAMES,  # noqa: F401  (until the synthetic package imports the taxonomy)
     SMITH_HAIR_CHANNEL,
     SMITH_PART_CHANNELS,
     SMITH_SKIN_CHANNEL,

@@ -59,13 +59,10 @@ occluders off leaves the rest of the face of a seed unchanged.
 
 from __future__ import annotations
 
-from stn_icnn_jax.data.synthetic.channels import CLASS_NAMES, NUM_CLASSES
 from stn_icnn_jax.data.synthetic.config import SyntheticFaceConfig
 from stn_icnn_jax.data.synthetic.render import generate_face, generate_faces
 
 __all__ = [
-    "CLASS_NAMES",
-    "NUM_CLASSES",
     "SyntheticFaceConfig",
     "generate_face",
     "generate_faces",

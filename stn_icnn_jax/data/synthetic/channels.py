@@ -1,14 +1,11 @@
-"""The 11 soft-label channels, in HELEN's (Smith et al., CVPR 2013) order.
+"""Named indices of the 11 soft-label channels, in the order of
+:data:`stn_icnn_jax.taxonomy.SMITH_CLASS_NAMES` (HELEN's, Smith et al., CVPR 2013).
 
 "Left" is the IMAGE's left: ``LEFT_BROW`` / ``LEFT_EYE`` are the ones with the smaller x.
 """
 
 from __future__ import annotations
 
-from stn_icnn_jax.data.labels import NUM_SMITH_CLASSES, SMITH_CLASS_NAMES
-
-CLASS_NAMES: tuple[str, ...] = SMITH_CLASS_NAMES
-NUM_CLASSES = NUM_SMITH_CLASSES
 (
     BACKGROUND,
     SKIN,

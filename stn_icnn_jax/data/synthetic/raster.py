@@ -12,7 +12,8 @@ import math
 import cv2
 import numpy as np
 
-from stn_icnn_jax.data.synthetic.channels import BACKGROUND, NUM_CLASSES
+from stn_icnn_jax.data.synthetic.channels import BACKGROUND
+from stn_icnn_jax.taxonomy import NUM_SMITH_CLASSES
 
 
 def box_slices(box):
@@ -45,7 +46,7 @@ class Canvas:
     def __init__(self, height, width, supersample):
         self.height, self.width, self.supersample = height, width, supersample
         self.picture = np.zeros((height, width, 3), np.float32)
-        self.labels = np.zeros((NUM_CLASSES, height, width), np.float32)
+        self.labels = np.zeros((NUM_SMITH_CLASSES, height, width), np.float32)
         self.labels[BACKGROUND] = 1.0
         self.used_channels = [BACKGROUND]
 
