@@ -88,8 +88,8 @@ def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
 
 def _rank(metrics: dict) -> tuple[float, int]:
     """BestN's sort key (the largest is kept): the higher selection score, and on a tie
-    the *earlier* step, the same choice as the runner's strict ``>`` (orbax alone would
-    keep the later of two equal scores and delete the one the runner calls best)."""
+    the *earlier* step, the same choice as the training loop's strict ``>`` (orbax alone would
+    keep the later of two equal scores and delete the one the loop calls best)."""
     selection = float(metrics["selection"])
     if selection != selection:  # NaN never wins
         selection = float("-inf")
