@@ -27,9 +27,9 @@ The custom VJP computes the forward pass and the coordinate gradients with 1-D g
 gradient as small weighted one-hot matmuls ``Ay^T g Ax`` per part (own sources and
 windows; windows are then added into the face with ``dynamic_update_slice``) or, for
 whole faces, as a scatter-add of the taps.  Parts are processed in chunks of
-``chunk_size`` (a ``lax.scan``) so that every temporary stays small; the coordinate and
-source gradients are separate scans, so XLA drops the latter when only theta needs a
-gradient.
+``chunk_size`` (a ``lax.scan``; None: one step) so that every temporary stays small;
+the coordinate and source gradients are separate scans, so XLA drops the latter when
+only theta needs a gradient.
 """
 
 from __future__ import annotations
@@ -101,7 +101,8 @@ def sample(image, iy, ix, *, mode: str, faces=None, window=None,
     samples image[faces[b]], from a static ``window`` (wh, ww) around its taps if given
     (taps outside the window read 0; exact iff ``windows_fit``), else the whole face.
     Differentiable in image, iy and ix (nearest: zero coordinate gradient).  ``mode``,
-    ``window`` and ``chunk_size`` (parts per ``lax.scan`` step) are static.
+    ``window`` and ``chunk_size`` (parts per ``lax.scan`` step; None: all in one step)
+    are static.
     """
     own = faces is None
     if own and window is not None:
@@ -119,7 +120,7 @@ def sample(image, iy, ix, *, mode: str, faces=None, window=None,
         rx = rx - ox[:, None]
         starts = jax.lax.stop_gradient(jnp.stack([oy, ox], -1))
     fyx = None if mode == "nearest" else (fy, fx)
-    return _kernel(image, nb, starts, ry, rx, fyx, window, int(chunk_size), own)
+    return _kernel(image, nb, starts, ry, rx, fyx, window, chunk_size, own)
 
 
 # --------------------------------------------------------------------------------------
@@ -261,7 +262,7 @@ def _source(image, nb, starts, window):
 def _scan_chunks(step, init, arrays, chunk_size):
     """lax.scan of step over chunks of the per-part arrays (None entries stay None)."""
     b = arrays[0].shape[0]
-    k = min(chunk_size, b)
+    k = b if chunk_size is None else min(chunk_size, b)
     xs = jax.tree.map(lambda a: _chunks(a, k), arrays)
     carry, ys = jax.lax.scan(step, init, xs)
     return carry, jax.tree.map(lambda y: _unchunk(y, b), ys)
