@@ -9,8 +9,9 @@ Repetitions are interleaved; medians are reported.
 
     python experiments/bench_sampler.py [--reps 7] [--chunk-size 16] [--out experiments/results/bench_sampler.md]
 
---chunk-size is the separable kernel's parts per scan step (crop and paste_window);
-the default, sampler.DEFAULT_CHUNK_SIZE, is tuned for this CPU case.
+--chunk-size is crop's parts per scan step of the separable kernel; the default,
+sampler.DEFAULT_CHUNK_SIZE, is tuned for this CPU case.  paste_window runs with its own
+default (one step).
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ def torch_fns(img, theta, wgt):
     return fwd, fwd_bwd, fwd_bwd_theta
 
 
-def paste_fns(theta, chunk_size, seed=1):
+def paste_fns(theta, seed=1):
     """Authors' paste-back: per part, grid_sample of its fg channels and of 1 - bg onto the
     full canvas (12 full-canvas grid_samples per face), vs paste_window on (h+2, w+2)."""
     r = np.random.default_rng(seed)
@@ -115,7 +116,7 @@ def paste_fns(theta, chunk_size, seed=1):
     jparts = jnp.asarray(jparts)
     jth = jnp.asarray(theta)
     pw = jax.jit(lambda p, t: S.paste_window(p, t, (H, W), (h + 2, w + 2), mode="nearest",
-                                          align_corners=True, chunk_size=chunk_size))
+                                          align_corners=True))
     return torch_paste, (lambda: pw(jparts, jth))
 
 
@@ -138,7 +139,7 @@ def main():
     gen_fwd, gen_bwd, gen_bwd_th = jax_fns("general", args.chunk_size)
     t_fwd, t_fwd_bwd, t_fwd_bwd_th = torch_fns(img, theta, wgt)
     zeros = jax.jit(lambda v: jnp.full((N, H, W, C), v, jnp.float32))
-    t_paste, j_paste = paste_fns(theta, args.chunk_size)
+    t_paste, j_paste = paste_fns(theta)
 
     # correctness of what is timed
     ref = t_fwd().permute(0, 2, 3, 1).reshape(N, P, h, w, C).numpy()
@@ -200,7 +201,7 @@ def main():
         f"jax {jax.__version__} ({jax.default_backend()}), torch {torch.__version__} "
         f"(threads {torch.get_num_threads()}), {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}; "
         f"{args.reps} interleaved repetitions after 2 warm-ups; median [min-max] seconds; "
-        f"separable kernel chunk_size {args.chunk_size}.  "
+        f"crop chunk_size {args.chunk_size}.  "
         "The host is shared with other jobs, so absolute times are noisy; ratios come from "
         "the same interleaved run.",
         "",
