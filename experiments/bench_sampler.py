@@ -7,7 +7,11 @@ w.r.t. the image and theta; "theta only" = the STN's case (the image is data): v
 gradient w.r.t. theta only (torch: image.requires_grad=False, theta.requires_grad=True).
 Repetitions are interleaved; medians are reported.
 
-    python experiments/bench_sampler.py [--reps 7] [--out experiments/results/bench_sampler.md]
+    python experiments/bench_sampler.py [--reps 7] [--chunk-size 16] [--out experiments/results/bench_sampler.md]
+
+--chunk-size is crop's parts per scan step of the separable kernel; the default,
+sampler.DEFAULT_CHUNK_SIZE, is tuned for this CPU case.  paste_window runs with its own
+default (one step).
 """
 
 from __future__ import annotations
@@ -40,9 +44,9 @@ def make_inputs(seed=0):
     return img, theta, wgt
 
 
-def jax_fns(method):
+def jax_fns(method, chunk_size):
     def fwd(img, th):
-        return S.crop(img, th, (h, w), align_corners=True, method=method)
+        return S.crop(img, th, (h, w), align_corners=True, method=method, chunk_size=chunk_size)
 
     def loss(img, th, wgt):
         return jnp.sum(fwd(img, th) * wgt)
@@ -111,7 +115,8 @@ def paste_fns(theta, seed=1):
         jparts[:, i, :, :, : p.shape[1]] = np.transpose(p, (0, 2, 3, 1))
     jparts = jnp.asarray(jparts)
     jth = jnp.asarray(theta)
-    pw = jax.jit(lambda p, t: S.paste_window(p, t, (H, W), (h + 2, w + 2), mode="nearest"))
+    pw = jax.jit(lambda p, t: S.paste_window(p, t, (H, W), (h + 2, w + 2), mode="nearest",
+                                          align_corners=True))
     return torch_paste, (lambda: pw(jparts, jth))
 
 
@@ -124,13 +129,14 @@ def timed(fn):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=7)
+    ap.add_argument("--chunk-size", type=int, default=S.DEFAULT_CHUNK_SIZE)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "bench_sampler.md"))
     args = ap.parse_args()
 
     img, theta, wgt = make_inputs()
     jimg, jth, jw = jnp.asarray(img), jnp.asarray(theta), jnp.asarray(wgt)
-    sep_fwd, sep_bwd, sep_bwd_th = jax_fns("auto")
-    gen_fwd, gen_bwd, gen_bwd_th = jax_fns("general")
+    sep_fwd, sep_bwd, sep_bwd_th = jax_fns("separable", args.chunk_size)
+    gen_fwd, gen_bwd, gen_bwd_th = jax_fns("general", args.chunk_size)
     t_fwd, t_fwd_bwd, t_fwd_bwd_th = torch_fns(img, theta, wgt)
     zeros = jax.jit(lambda v: jnp.full((N, H, W, C), v, jnp.float32))
     t_paste, j_paste = paste_fns(theta)
@@ -153,14 +159,14 @@ def main():
     err_gth = float(np.max(np.abs(np.asarray(g_th) - tg_th.numpy() * mask)) / np.max(np.abs(tg_th.numpy())))
 
     cases = {
-        "crop fwd+bwd, ours auto (separable)": lambda: sep_bwd(jimg, jth, jw),
+        "crop fwd+bwd, ours separable": lambda: sep_bwd(jimg, jth, jw),
         "crop fwd+bwd, ours general": lambda: gen_bwd(jimg, jth, jw),
         "crop fwd+bwd, torch grid_sample": t_fwd_bwd,
         "crop fwd+bwd, floor: a fresh 100 MB image-sized jax output": lambda: zeros(0.0),
-        "crop fwd+bwd theta only, ours auto (separable)": lambda: sep_bwd_th(jimg, jth, jw),
+        "crop fwd+bwd theta only, ours separable": lambda: sep_bwd_th(jimg, jth, jw),
         "crop fwd+bwd theta only, ours general": lambda: gen_bwd_th(jimg, jth, jw),
         "crop fwd+bwd theta only, torch grid_sample": t_fwd_bwd_th,
-        "crop fwd, ours auto (separable)": lambda: sep_fwd(jimg, jth),
+        "crop fwd, ours separable": lambda: sep_fwd(jimg, jth),
         "crop fwd, ours general": lambda: gen_fwd(jimg, jth),
         "crop fwd, torch grid_sample": t_fwd,
         "paste, ours paste_window (83x83)": j_paste,
@@ -194,7 +200,8 @@ def main():
         "",
         f"jax {jax.__version__} ({jax.default_backend()}), torch {torch.__version__} "
         f"(threads {torch.get_num_threads()}), {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}; "
-        f"{args.reps} interleaved repetitions after 2 warm-ups; median [min-max] seconds.  "
+        f"{args.reps} interleaved repetitions after 2 warm-ups; median [min-max] seconds; "
+        f"crop chunk_size {args.chunk_size}.  "
         "The host is shared with other jobs, so absolute times are noisy; ratios come from "
         "the same interleaved run.",
         "",

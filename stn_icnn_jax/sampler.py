@@ -26,6 +26,13 @@ that nothing is silently rounded.  Coordinates are computed in
 Theta conventions used by the model (paper eq. 15): ``[[sx, 0, tx], [0, sy, ty]]`` maps
 the normalised output grid of a crop to normalised coordinates of the source image.
 ``crop`` samples the parts; ``paste`` / ``paste_window`` apply the inverse (eq. 5).
+``crop``, ``paste``, ``paste_window`` (like ``affine_grid`` / ``grid_sample``) default to
+``align_corners=False``, the paper's convention (``align_corners_for("paper")``); thetas
+of the "authors" convention need ``align_corners=True`` passed explicitly.
+
+This module is the public API (argument checks, coordinates, the general 2-D path); the
+separable kernel with its custom VJP, shared by ``crop`` and ``paste_window``, lives in
+``sampler_kernels``.
 """
 
 from __future__ import annotations
@@ -39,6 +46,9 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
+from stn_icnn_jax import sampler_kernels as K
+from stn_icnn_jax.sampler_kernels import DEFAULT_CHUNK_SIZE
+
 __all__ = [
     "affine_grid",
     "grid_sample",
@@ -49,16 +59,17 @@ __all__ = [
     "theta_from_centers",
     "align_corners_for",
     "theta_to_frame",
+    "default_window",
+    "DEFAULT_CHUNK_SIZE",
 ]
 
 Mode = Literal["bilinear", "nearest"]
-Method = Literal["auto", "general", "separable"]
+Method = Literal["separable", "general"]
 Convention = Literal["paper", "authors"]
 
 _MODES = ("bilinear", "nearest")
-_METHODS = ("auto", "general", "separable")
+_METHODS = ("separable", "general")
 _CONVENTIONS = ("paper", "authors")
-_HI = jax.lax.Precision.HIGHEST
 
 
 # --------------------------------------------------------------------------------------
@@ -104,6 +115,14 @@ def _check_size(size, name: str = "size") -> tuple[int, int]:
 def _check_mode(mode) -> None:
     if mode not in _MODES:
         raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
+
+
+def _check_chunk_size(chunk_size) -> int | None:
+    if chunk_size is None:
+        return None
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
+    return int(chunk_size)
 
 
 # --------------------------------------------------------------------------------------
@@ -203,12 +222,6 @@ def grid_sample(
     return _grid_sample(jnp.asarray(image), jnp.asarray(grid), mode, bool(align_corners))
 
 
-def _floor_index(f, size):
-    # Clip before the int cast (huge / inf coordinates); clipped indices are outside the
-    # image anyway, so they are masked and neither values nor gradients change.
-    return jnp.clip(f, -2, size + 1).astype(jnp.int32)
-
-
 def _grid_sample(image, grid, mode, align_corners):
     n, hh, ww, c = image.shape
     dt = _coord_dtype(grid)
@@ -223,7 +236,7 @@ def _grid_sample(image, grid, mode, align_corners):
         return jnp.where(valid[..., None], v, jnp.zeros((), image.dtype))
 
     if mode == "nearest":
-        return corner(_floor_index(jnp.round(iy), hh), _floor_index(jnp.round(ix), ww))
+        return corner(K.floor_index(jnp.round(iy), hh), K.floor_index(jnp.round(ix), ww))
 
     x0 = jnp.floor(ix)
     y0 = jnp.floor(iy)
@@ -231,8 +244,8 @@ def _grid_sample(image, grid, mode, align_corners):
     wx0 = (x0 + 1) - ix
     wy1 = iy - y0
     wy0 = (y0 + 1) - iy
-    xi = _floor_index(x0, ww)
-    yi = _floor_index(y0, hh)
+    xi = K.floor_index(x0, ww)
+    yi = K.floor_index(y0, hh)
     out = (
         corner(yi, xi) * (wx0 * wy0)[..., None]
         + corner(yi, xi + 1) * (wx1 * wy0)[..., None]
@@ -240,143 +253,6 @@ def _grid_sample(image, grid, mode, align_corners):
         + corner(yi + 1, xi + 1) * (wx1 * wy1)[..., None]
     )
     return out.astype(image.dtype)
-
-
-# --------------------------------------------------------------------------------------
-# Separable core, NHWC: src (B, S, T, C) -> out (B, h, w, C) with
-#   out[b, i, j] = sum_{a, e} wy_a[b, i] wx_e[b, j] src[b, ry[b, i] + a, rx[b, j] + e]
-# (wy_0 = 1 - fy, wy_1 = fy; likewise x) and zero padding.  The forward pass and the
-# coordinate gradients are 1-D gathers (rows = contiguous slices of T*C values, then
-# columns = slices of C); the source gradient is two small weighted one-hot matmuls
-# (Ay^T g Ax) instead of a scatter-add.
-# --------------------------------------------------------------------------------------
-def _rows(src, r, nb=None):
-    """src (B, S, T, C), r (B, h) int -> (B, h, T, C); rows outside [0, S) are 0.
-
-    With nb (B,), src is (N, S, T, C) and part b reads face nb[b] (no per-part copy).
-    """
-    s = src.shape[1]
-    valid = (r >= 0) & (r < s)
-    b = (jnp.arange(src.shape[0]) if nb is None else nb)[:, None]
-    v = src[b, jnp.clip(r, 0, s - 1)]
-    return jnp.where(valid[:, :, None, None], v, jnp.zeros((), src.dtype))
-
-
-def _cols(x, r):
-    """x (B, h, T, C), r (B, w) int -> (B, h, w, C); columns outside [0, T) are 0."""
-    t = x.shape[2]
-    valid = (r >= 0) & (r < t)
-    v = jax.vmap(lambda xb, rb: xb[:, rb])(x, jnp.clip(r, 0, t - 1))
-    return jnp.where(valid[:, None, :, None], v, jnp.zeros((), x.dtype))
-
-
-def _onehot(r, w0, w1, n, dtype):
-    """(B, k) indices and weights -> (B, k, n) interpolation matrix."""
-    k = jnp.arange(n, dtype=r.dtype)
-    m = w0[..., None].astype(dtype) * (r[..., None] == k).astype(dtype)
-    if w1 is not None:
-        m = m + w1[..., None].astype(dtype) * (r[..., None] + 1 == k).astype(dtype)
-    return m
-
-
-def _src_grad(g, ry, rx, wy, wx, shape):
-    """Transpose of the separable interpolation: Ay^T g Ax, g (B, h, w, C) -> shape."""
-    b, s, t, c = shape
-    h = g.shape[1]
-    ax = _onehot(rx, *wx, t, g.dtype)  # (B, w, T)
-    ay = _onehot(ry, *wy, s, g.dtype)  # (B, h, S)
-    d_t = jnp.einsum("bijc,bjt->bitc", g, ax, precision=_HI)  # (B, h, T, C)
-    d = jnp.einsum("bis,bik->bsk", ay, d_t.reshape(b, h, t * c), precision=_HI)
-    return d.reshape(shape)
-
-
-def _rows_interp(src, ry, fy, nb=None):
-    fy = fy[:, :, None, None]
-    return _rows(src, ry, nb) * (1 - fy) + _rows(src, ry + 1, nb) * fy
-
-
-def _d_fx(src, ry, rx, fy, g, nb=None):
-    t = _rows_interp(src, ry, fy, nb)
-    return jnp.sum(g * (_cols(t, rx + 1) - _cols(t, rx)), axis=(1, 3))
-
-
-def _d_fy(src, ry, rx, fx, g, nb=None):
-    d = _rows(src, ry + 1, nb) - _rows(src, ry, nb)
-    fx = fx[:, None, :, None]
-    return jnp.sum(g * (_cols(d, rx) * (1 - fx) + _cols(d, rx + 1) * fx), axis=(2, 3))
-
-
-@jax.custom_vjp
-def _sep_bilinear(src, ry, rx, fy, fx):
-    """Bilinear; fy / fx = coordinate - floor(coordinate) are the differentiable inputs."""
-    t = _rows_interp(src, ry, fy)
-    fx_ = fx[:, None, :, None]
-    return (_cols(t, rx) * (1 - fx_) + _cols(t, rx + 1) * fx_).astype(src.dtype)
-
-
-def _sep_bilinear_fwd(src, ry, rx, fy, fx):
-    return _sep_bilinear(src, ry, rx, fy, fx), (src, ry, rx, fy, fx)
-
-
-def _sep_bilinear_bwd(res, g):
-    src, ry, rx, fy, fx = res
-    d_fx = _d_fx(src, ry, rx, fy, g)
-    # A barrier gives the second reduction its own copy of the gathers: XLA then fuses
-    # each gather into its reduction instead of materialising the gathered rows, which
-    # on CPU costs far more (fresh temp buffers) than gathering twice.
-    src2, ry2, rx2, g2 = jax.lax.optimization_barrier((src, ry, rx, g))
-    d_fy = _d_fy(src2, ry2, rx2, fx, g2)
-    d_src = _src_grad(g, ry, rx, (1 - fy, fy), (1 - fx, fx), src.shape).astype(src.dtype)
-    return d_src, None, None, d_fy.astype(fy.dtype), d_fx.astype(fx.dtype)
-
-
-_sep_bilinear.defvjp(_sep_bilinear_fwd, _sep_bilinear_bwd)
-
-
-@jax.custom_vjp
-def _sep_nearest(src, ry, rx):
-    return _cols(_rows(src, ry), rx)
-
-
-def _sep_nearest_fwd(src, ry, rx):
-    return _sep_nearest(src, ry, rx), (src, ry, rx)
-
-
-def _sep_nearest_bwd(res, g):
-    src, ry, rx = res
-    one_y = jnp.ones(ry.shape, g.dtype)
-    one_x = jnp.ones(rx.shape, g.dtype)
-    d_src = _src_grad(g, ry, rx, (one_y, None), (one_x, None), src.shape)
-    return d_src.astype(src.dtype), None, None
-
-
-_sep_nearest.defvjp(_sep_nearest_fwd, _sep_nearest_bwd)
-
-
-def _taps(coord, size, mode):
-    """Pixel coordinates (B, k) -> (integer index, fraction) of the 1-D interpolation."""
-    if mode == "nearest":
-        return _floor_index(jnp.round(coord), size), None
-    f = jnp.floor(coord)
-    return _floor_index(f, size), coord - f
-
-
-def _sep_sample(src, iy, ix, mode, oy=None, ox=None, frame=None):
-    """Separable sampling of src (B, S, T, C) at rows iy (B, h) and columns ix (B, w).
-
-    iy / ix are pixel coordinates in a frame of size ``frame`` (defaults to src's own);
-    src is the sub-block of that frame starting at integer offsets (oy, ox) (B,).
-    """
-    s, t = src.shape[1:3]
-    fh, fw = frame if frame is not None else (s, t)
-    ry, fy = _taps(iy, fh, mode)
-    rx, fx = _taps(ix, fw, mode)
-    if oy is not None:
-        ry = ry - oy[:, None]
-        rx = rx - ox[:, None]
-    if mode == "nearest":
-        return _sep_nearest(src, ry, rx)
-    return _sep_bilinear(src, ry, rx, fy, fx)
 
 
 # --------------------------------------------------------------------------------------
@@ -402,30 +278,38 @@ def crop(
     theta: Float[Array, "N P 2 3"],
     size,
     mode: Mode = "bilinear",
-    align_corners: bool = True,
-    method: Method = "auto",
+    align_corners: bool = False,
+    method: Method = "separable",
     window=None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
 ) -> Float[Array, "N P h w C"]:
     """All P parts of each image: ``out[n, p] = grid_sample(image[n], affine_grid(theta[n, p]))``.
 
     image (N, H, W, C) floating, theta (N, P, 2, 3), size = (h, w) -> (N, P, h, w, C).
-    The image is never copied per part.
+    The image is never copied per part.  ``align_corners`` defaults to False, the
+    model's "paper" convention (``align_corners_for``); pass True for "authors" thetas.
 
     method:
-      * "general": affine_grid + 2-D gathers; any theta.
-      * "separable": for the model's constrained theta (eq. 15) [[sx, 0, tx], [0, sy, ty]].
-        The off-diagonal entries theta[..., 0, 1] and theta[..., 1, 0] are IGNORED
-        (treated as 0; their gradient is 0).  Source x then depends only on the output
-        column and source y only on the output row, so the crop is two 1-D
-        interpolations of a static ``window`` (wh, ww) of the image around each part
-        (default ``default_window(size, (H, W))``).  If some part's footprint does not
-        fit its window (|s| more than ~1.125x the 1:1 scale), a ``lax.cond`` falls back
-        to sampling the whole faces (slower: the image gradient becomes a scatter-add)
-        for the whole batch, so the result is always exact.  Values and gradients (image
-        and theta) equal the general path's to float rounding.  Parts are processed in
-        chunks (a ``lax.scan``) to keep temporaries small; when only theta needs a
-        gradient the image gradient is not computed.
-      * "auto": "separable" (the model's theta is always constrained).
+      * "separable" (default): for the model's constrained theta (eq. 15)
+        [[sx, 0, tx], [0, sy, ty]].  The off-diagonal entries theta[..., 0, 1] and
+        theta[..., 1, 0] are IGNORED (treated as 0; their gradient is 0).  Source x then
+        depends only on the output column and source y only on the output row, so the
+        crop is two 1-D interpolations (``sampler_kernels``) of a static ``window``
+        (wh, ww) of the image around each part (default ``default_window(size, (H, W))``).
+        If some part's footprint does not fit its window (|s| more than ~1.125x the 1:1
+        scale), a ``lax.cond`` falls back to sampling the whole faces (slower: the image
+        gradient becomes a scatter-add) for the whole batch, so the result is always
+        exact.  Values and gradients (image and theta) equal the general path's to float
+        rounding.  Parts are processed ``chunk_size`` at a time (a ``lax.scan``; None:
+        all parts in one step) to keep temporaries small; the default 16 is tuned for
+        XLA:CPU's allocator (temporaries under 32 MB are recycled, larger ones
+        page-fault afresh on every call); accelerators may prefer larger chunks.  When
+        only theta needs a gradient the image gradient is not computed.
+      * "general": affine_grid + 2-D gathers; any theta (``window`` / ``chunk_size``
+        unused).
+
+    There is no "auto": the method cannot be chosen from theta's values (they are traced
+    under jit), and only the caller knows whether its theta is constrained.
     """
     _check_rank(image, 4, "image", "(N, H, W, C)")
     _check_float(image, "image", "image")
@@ -433,21 +317,27 @@ def crop(
     h, w = _check_size(size)
     _check_mode(mode)
     if method not in _METHODS:
-        raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
+        raise ValueError(
+            f"method must be one of {_METHODS}, got {method!r}"
+            + (" ('auto' was an alias of 'separable')" if method == "auto" else "")
+        )
+    chunk = _check_chunk_size(chunk_size)
     hh, ww = jnp.shape(image)[1:3]
     win = default_window((h, w), (hh, ww)) if window is None else _check_size(window, "window")
     win = (min(win[0], hh), min(win[1], ww))
     return _crop(
-        jnp.asarray(image), jnp.asarray(theta), (h, w), mode, bool(align_corners),
-        "general" if method == "general" else "separable", win,
+        jnp.asarray(image), jnp.asarray(theta), (h, w), mode, bool(align_corners), method,
+        win, chunk,
     )
 
 
-@functools.partial(jax.jit, static_argnums=(2, 3, 4, 5, 6))
-def _crop(image, theta, size, mode, align_corners, method, window):
+@functools.partial(jax.jit, static_argnums=(2, 3, 4, 5, 6, 7))
+def _crop(image, theta, size, mode, align_corners, method, window, chunk_size):
     if method == "general":
         return _crop_general(image, theta, size, mode, align_corners)
-    return _crop_separable(image, theta, size, mode, align_corners, window)
+    if window == tuple(image.shape[1:3]):  # the window is the whole image: always fits
+        return _crop_window(image, theta, size, mode, align_corners, None, chunk_size)
+    return _crop_sep_exact(image, theta, size, mode, align_corners, window, chunk_size)
 
 
 def _crop_general(image, theta, size, mode, align_corners):
@@ -472,221 +362,46 @@ def _separable_coords(theta, size, frame, align_corners):
     return _unnormalize(gy, fh, align_corners), _unnormalize(gx, fw, align_corners)
 
 
-def _window_origin(coord, size, win, mode):
-    """Static-size window origin covering the in-image taps of coord (B, k); fits flag."""
-    idx = _taps(coord, size, mode)[0]
-    hi = jnp.max(idx, axis=-1) + (0 if mode == "nearest" else 1)
-    lo = jnp.maximum(jnp.min(idx, axis=-1), 0)
-    o = jnp.clip(lo, 0, size - win)
-    fits = jnp.minimum(hi, size - 1) < o + win
-    return o, fits
-
-
-# Parts are processed in chunks of _CHUNK (a lax.scan) so that every temporary of the
-# window path stays small: XLA:CPU allocates its temporaries afresh on every call, and
-# glibc serves blocks of 32 MB or more with a fresh mmap whose page faults (~0.5 ms/MB
-# on a VM) cost more than the arithmetic; smaller blocks are recycled from the heap.
-_CHUNK = 16
-
-
-def _chunks(x, k):
-    """(B, ...) -> (ceil(B / k), k, ...), zero-padded."""
-    b = x.shape[0]
-    m = -(-b // k)
-    x = jnp.pad(x, [(0, m * k - b)] + [(0, 0)] * (x.ndim - 1))
-    return x.reshape(m, k, *x.shape[1:])
-
-
-def _unchunk(x, b):
-    return x.reshape(-1, *x.shape[2:])[:b]
-
-
-def _windows(image, nb, starts, window):
-    """image (N, H, W, C), nb (K,) face index, starts (K, 2) -> (K, wh, ww, C)."""
-    c = image.shape[-1]
-    zero = jnp.zeros((), starts.dtype)
-    slc = lambda i, s: jax.lax.dynamic_slice(image, (i, s[0], s[1], zero), (1, *window, c))[0]
-    return jax.vmap(slc)(nb, starts)
-
-
-def _source(image, nb, starts, window):
-    """What a chunk samples from: its parts' windows, or (window None) the faces via nb."""
-    if window is None:
-        return image, nb
-    return _windows(image, nb, starts, window), None
-
-
-def _bilinear_values(src, ry, rx, fy, fx, nb=None):
-    t = _rows_interp(src, ry, fy, nb)
-    fx = fx[:, None, :, None]
-    return _cols(t, rx) * (1 - fx) + _cols(t, rx + 1) * fx
-
-
-def _scatter_taps(acc, nb, ry, rx, wy, wx, g):
-    """acc (N, H, W, C) += the transpose of separable sampling at taps (ry + a, rx + e)."""
-    _, hh, ww, _ = acc.shape
-    b = nb[:, None, None]
-    for a, wya in enumerate(wy):
-        if wya is None:
-            continue
-        yi = ry + a
-        wya = jnp.where((yi >= 0) & (yi < hh), wya, 0)
-        for e, wxe in enumerate(wx):
-            if wxe is None:
-                continue
-            xi = rx + e
-            wxe = jnp.where((xi >= 0) & (xi < ww), wxe, 0)
-            upd = g * (wya[:, :, None, None] * wxe[:, None, :, None]).astype(g.dtype)
-            yc = jnp.clip(yi, 0, hh - 1)[:, :, None]
-            xc = jnp.clip(xi, 0, ww - 1)[:, None, :]
-            acc = acc.at[b, yc, xc].add(upd.astype(acc.dtype))  # invalid taps add 0
-    return acc
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(6, 7))
-def _window_crop(image, nb, starts, ry, rx, fyx, window, mode):
-    """Separable sampling of image (N, H, W, C) for B parts, chunked over parts.
-
-    nb (B,) face of each part.  With a static ``window`` (wh, ww), part b samples the
-    window of its face at origin starts[b] and ry / rx (B, h) / (B, w) are tap indices
-    relative to that window (taps outside it read 0); with ``window=None`` it samples the
-    whole face (ry / rx absolute, starts unused).  fyx = (fy, fx) fractions for bilinear,
-    None for nearest.
-    """
-    k = _CHUNK
-    b = ry.shape[0]
-    fy, fx = fyx if fyx is not None else (jnp.zeros(ry.shape), jnp.zeros(rx.shape))
-    xs = tuple(_chunks(a, k) for a in (nb, starts, ry, rx, fy, fx))
-
-    def step(_, x):
-        nb_, st, ry_, rx_, fy_, fx_ = x
-        src, sb = _source(image, nb_, st, window)
-        if mode == "nearest":
-            return None, _cols(_rows(src, ry_, sb), rx_)
-        return None, _bilinear_values(src, ry_, rx_, fy_, fx_, sb)
-
-    return _unchunk(jax.lax.scan(step, None, xs)[1], b).astype(image.dtype)
-
-
-def _window_crop_fwd(image, nb, starts, ry, rx, fyx, window, mode):
-    out = _window_crop(image, nb, starts, ry, rx, fyx, window, mode)
-    return out, (image, nb, starts, ry, rx, fyx)
-
-
-def _window_crop_bwd(window, mode, res, g):
-    image, nb, starts, ry, rx, fyx = res
-    k = _CHUNK
-    b = ry.shape[0]
-    c = image.shape[-1]
-    bilinear = fyx is not None
-    fy, fx = fyx if bilinear else (jnp.zeros(ry.shape), jnp.zeros(rx.shape))
-    xs = tuple(_chunks(a, k) for a in (nb, starts, ry, rx, fy, fx, g))
-
-    # Coordinate gradients: a scan with small outputs, separate from the image gradient's
-    # scan, so that XLA drops the latter when only theta needs a gradient.
-    d_fyx = None
-    if bilinear:
-        def coord_step(_, x):
-            nb_, st, ry_, rx_, fy_, fx_, g_ = x
-            src, sb = _source(image, nb_, st, window)
-            d_fx = _d_fx(src, ry_, rx_, fy_, g_, sb)
-            # A barrier gives the second reduction its own copy of the gathers: XLA then
-            # fuses each gather into its consumer instead of keeping the rows alive.
-            src2, ry2, rx2, g2 = jax.lax.optimization_barrier((src, ry_, rx_, g_))
-            return None, (_d_fy(src2, ry2, rx2, fx_, g2, sb), d_fx)
-
-        d_fy, d_fx = jax.lax.scan(coord_step, None, xs)[1]
-        d_fyx = (_unchunk(d_fy, b).astype(fy.dtype), _unchunk(d_fx, b).astype(fx.dtype))
-
-    # Image gradient, accumulated in place in an image-sized carry.  Windows: per chunk
-    # the window gradients Ay^T g Ax (small matmuls), each added with a
-    # dynamic_update_slice (no scatter).  Whole faces: a scatter-add of the taps.
-    def image_step(acc, x):
-        nb_, st, ry_, rx_, fy_, fx_, g_ = x
-        if bilinear:
-            wy, wx = (1 - fy_, fy_), (1 - fx_, fx_)
-        else:
-            wy = (jnp.ones(ry_.shape, g_.dtype), None)
-            wx = (jnp.ones(rx_.shape, g_.dtype), None)
-        if window is None:
-            return _scatter_taps(acc, nb_, ry_, rx_, wy, wx, g_), None
-        d_win = _src_grad(g_, ry_, rx_, wy, wx, (k, *window, c)).astype(acc.dtype)
-
-        def add(i, acc):
-            at = (nb_[i], st[i, 0], st[i, 1], jnp.zeros((), st.dtype))
-            cur = jax.lax.dynamic_slice(acc, at, (1, *window, c))
-            return jax.lax.dynamic_update_slice(acc, cur + d_win[i][None], at)
-
-        return jax.lax.fori_loop(0, k, add, acc), None
-
-    d_image = jax.lax.scan(image_step, jnp.zeros_like(image), xs)[0]
-    return d_image, None, None, None, None, d_fyx
-
-
-_window_crop.defvjp(_window_crop_fwd, _window_crop_bwd)
-
-
-def _crop_window(image, theta, size, mode, align_corners, window):
-    """Separable crop from a static window per part; exact iff every part fits."""
+def _crop_window(image, theta, size, mode, align_corners, window, chunk_size):
+    """Separable crop, each part from a static window of its face (None: the whole face)."""
     n, hh, ww, c = image.shape
     p = theta.shape[1]
-    h, w = size
     iy, ix = _separable_coords(theta.reshape(n * p, 2, 3), size, (hh, ww), align_corners)
-    ry, fy = _taps(iy, hh, mode)
-    rx, fx = _taps(ix, ww, mode)
-    if window is None:  # whole faces: always exact
-        starts = jnp.zeros((n * p, 2), jnp.int32)
-        fits = jnp.asarray(True)
-    else:
-        oy, fits_y = _window_origin(iy, hh, window[0], mode)
-        ox, fits_x = _window_origin(ix, ww, window[1], mode)
-        ry = ry - oy[:, None]
-        rx = rx - ox[:, None]
-        starts = jax.lax.stop_gradient(jnp.stack([oy, ox], -1))
-        fits = jnp.all(fits_y) & jnp.all(fits_x)
-        window = tuple(window)
-    nb = jnp.repeat(jnp.arange(n, dtype=starts.dtype), p)
-    fyx = None if mode == "nearest" else (fy, fx)
-    out = _window_crop(image, nb, starts, ry, rx, fyx, window, mode)
-    return out.reshape(n, p, h, w, c), fits
-
-
-def _crop_separable(image, theta, size, mode, align_corners, window):
-    if tuple(window) == tuple(image.shape[1:3]):  # the window is the whole image: always fits
-        return _crop_window(image, theta, size, mode, align_corners, None)[0]
-    return _crop_sep_exact(image, theta, size, mode, align_corners, window)
-
-
-def _fits(image, theta, size, mode, align_corners, window):
-    n, hh, ww, _ = image.shape
-    iy, ix = _separable_coords(theta.reshape(-1, 2, 3), size, (hh, ww), align_corners)
-    return jnp.all(_window_origin(iy, hh, window[0], mode)[1]) & jnp.all(
-        _window_origin(ix, ww, window[1], mode)[1]
-    )
+    faces = jnp.repeat(jnp.arange(n, dtype=jnp.int32), p)
+    out = K.sample(image, iy, ix, mode=mode, faces=faces, window=window, chunk_size=chunk_size)
+    return out.reshape(n, p, *size, c)
 
 
 # The window / whole-face choice is a lax.cond wrapped in a custom VJP whose backward pass
 # is another cond.  Differentiating through a plain lax.cond would make the forward pass
 # emit (zero-filled) residuals for BOTH branches, which dominated the run time on CPU.
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
-def _crop_sep_exact(image, theta, size, mode, align_corners, window):
-    fast = lambda i, t: _crop_window(i, t, size, mode, align_corners, window)[0]
-    slow = lambda i, t: _crop_window(i, t, size, mode, align_corners, None)[0]
-    fits = _fits(image, theta, size, mode, align_corners, window)
-    return jax.lax.cond(fits, fast, slow, image, theta)
+def _crop_cond(image, theta, g, size, mode, align_corners, window, chunk_size):
+    """The window crop if every part fits its window, else the whole-face crop; given a
+    cotangent g, the VJP (d_image, d_theta) of the same branch instead."""
+
+    def branch(win):
+        f = lambda i, t: _crop_window(i, t, size, mode, align_corners, win, chunk_size)
+        return f if g is None else (lambda i, t, g: jax.vjp(f, i, t)[1](g))
+
+    hh, ww = image.shape[1:3]
+    iy, ix = _separable_coords(theta.reshape(-1, 2, 3), size, (hh, ww), align_corners)
+    fits = K.windows_fit(iy, ix, (hh, ww), window, mode)
+    args = (image, theta) if g is None else (image, theta, g)
+    return jax.lax.cond(fits, branch(window), branch(None), *args)
 
 
-def _crop_sep_exact_fwd(image, theta, size, mode, align_corners, window):
-    return _crop_sep_exact(image, theta, size, mode, align_corners, window), (image, theta)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5, 6))
+def _crop_sep_exact(image, theta, size, mode, align_corners, window, chunk_size):
+    return _crop_cond(image, theta, None, size, mode, align_corners, window, chunk_size)
 
 
-def _crop_sep_exact_bwd(size, mode, align_corners, window, res, g):
-    image, theta = res
-    fast = lambda i, t: _crop_window(i, t, size, mode, align_corners, window)[0]
-    slow = lambda i, t: _crop_window(i, t, size, mode, align_corners, None)[0]
-    fits = _fits(image, theta, size, mode, align_corners, window)
-    vjp = lambda f: (lambda i, t, g: jax.vjp(f, i, t)[1](g))
-    return jax.lax.cond(fits, vjp(fast), vjp(slow), image, theta, g)
+def _crop_sep_exact_fwd(image, theta, *static):
+    return _crop_sep_exact(image, theta, *static), (image, theta)
+
+
+def _crop_sep_exact_bwd(*static_res_g):
+    *static, (image, theta), g = static_res_g
+    return _crop_cond(image, theta, g, *static)
 
 
 _crop_sep_exact.defvjp(_crop_sep_exact_fwd, _crop_sep_exact_bwd)
@@ -723,14 +438,16 @@ def paste(
     theta: Float[Array, "N P 2 3"],
     size,
     mode: Mode = "nearest",
-    align_corners: bool = True,
+    align_corners: bool = False,
 ) -> Float[Array, "N P H W C"]:
     """Reference paste-back: each part mapped onto the full (H, W) canvas.
 
-    parts (N, P, h, w, C), theta (N, P, 2, 3) the CROP theta, size = (H, W).
+    parts (N, P, h, w, C), theta (N, P, 2, 3) the CROP theta, size = (H, W) ->
+    (N, P, H, W, C).
     ``out[n, p] = grid_sample(parts[n, p], affine_grid(invert_theta(theta[n, p]), (H, W)))``
     with zero padding (0 outside the patch).  Full canvas per part: for tests and small
-    sizes; the pipeline uses ``paste_window``.
+    sizes; the pipeline uses ``paste_window``.  ``align_corners`` defaults to False (the
+    "paper" convention), as in ``crop``.
     """
     _check_parts(parts, theta)
     hh, ww = _check_size(size)
@@ -754,7 +471,8 @@ def paste_window(
     size,
     window,
     mode: Mode = "nearest",
-    align_corners: bool = True,
+    align_corners: bool = False,
+    chunk_size: int | None = None,
 ) -> tuple[Float[Array, "N P wh ww C"], Int[Array, "N P 2"]]:
     """Paste-back computed only on a static window of the canvas around each part.
 
@@ -770,18 +488,27 @@ def paste_window(
     (bilinear), so ``window = (h + 2, w + 2)`` is enough.  Origins may be negative or
     run past the canvas edge; values at positions outside the canvas are set to 0 and
     the consumer must clip.  Cost: O(N P wh ww C), independent of (H, W).
+
+    ``align_corners`` defaults to False (the "paper" convention), as in ``crop``.  The
+    window values are sampled from the parts by the separable kernel shared with
+    ``crop`` (``sampler_kernels``), ``chunk_size`` parts per ``lax.scan`` step.  The
+    default None (all parts in one step, as the pipeline's forward-only paste wants)
+    differs from crop's 16: on CPU (experiments/bench_sampler.py's paste case) the
+    forward pass measured ~2x slower in chunks of 16, while a forward+backward pass
+    measured ~1.8x faster in chunks of 16; pass ``chunk_size=16`` when differentiating.
     """
     _check_parts(parts, theta)
     hh, ww = _check_size(size)
     win = _check_size(window, "window")
     _check_mode(mode)
+    chunk = _check_chunk_size(chunk_size)
     return _paste_window(
-        jnp.asarray(parts), jnp.asarray(theta), (hh, ww), win, mode, bool(align_corners)
+        jnp.asarray(parts), jnp.asarray(theta), (hh, ww), win, mode, bool(align_corners), chunk
     )
 
 
-@functools.partial(jax.jit, static_argnums=(2, 3, 4, 5))
-def _paste_window(parts, theta, size, window, mode, align_corners):
+@functools.partial(jax.jit, static_argnums=(2, 3, 4, 5, 6))
+def _paste_window(parts, theta, size, window, mode, align_corners, chunk_size):
     n, p, h, w, c = parts.shape
     hh, ww = size
     wh, wwin = window
@@ -807,7 +534,7 @@ def _paste_window(parts, theta, size, window, mode, align_corners):
     gx = _barrier(_prod(xc, inv[:, 0, 0, None]) + inv[:, 0, 2, None])
     iy = _unnormalize(gy, h, align_corners)
     ix = _unnormalize(gx, w, align_corners)
-    vals = _sep_sample(parts.reshape(n * p, h, w, c), iy, ix, mode)
+    vals = K.sample(parts.reshape(n * p, h, w, c), iy, ix, mode=mode, chunk_size=chunk_size)
     inside = ((rows >= 0) & (rows < hh))[:, :, None, None] & (
         (cols >= 0) & (cols < ww)
     )[:, None, :, None]

@@ -105,9 +105,10 @@ def test_theta_from_centers_formulas():
 
 
 # ----------------------------------------------------- separable == general (+ grads)
-def _loss(method, mode, ac, size, window=None):
+def _loss(method, mode, ac, size, window=None, chunk_size=S.DEFAULT_CHUNK_SIZE):
     def f(x, th):
-        out = S.crop(x, th, size, mode=mode, align_corners=ac, method=method, window=window)
+        out = S.crop(x, th, size, mode=mode, align_corners=ac, method=method, window=window,
+                     chunk_size=chunk_size)
         w = jnp.cos(jnp.arange(out.size, dtype=out.dtype).reshape(out.shape) * 0.37)
         return jnp.sum(out * w)
 
@@ -165,7 +166,9 @@ def test_crop_is_linear_in_image(seed, a, b, mode):
     x, y = _img(seed, (2, 9, 10, 2)), _img(seed + 1, (2, 9, 10, 2))
     th = _theta(seed + 2, 2, 2)
     for method in ("general", "separable"):
-        c = lambda im: np.asarray(S.crop(im, th, (4, 5), mode=mode, method=method, window=(7, 7)))
+        c = lambda im: np.asarray(
+            S.crop(im, th, (4, 5), mode=mode, align_corners=True, method=method, window=(7, 7))
+        )
         np.testing.assert_allclose(c(a * x + b * y), a * c(x) + b * c(y), atol=1e-5)
 
 
@@ -193,7 +196,7 @@ def test_paste_window_grads_flow():
         th = np.asarray(S.theta_from_centers(np.array([[[6.3, 7.6], [3.2, 9.7]]]), (5, 5), (15, 16), "authors"))
 
         def f(p, t):
-            v, _ = S.paste_window(p, t, (15, 16), (8, 8), mode="bilinear")
+            v, _ = S.paste_window(p, t, (15, 16), (8, 8), mode="bilinear", align_corners=True)
             return jnp.sum(v * jnp.sin(jnp.arange(v.size).reshape(v.shape)))
 
         check_grads(f, (parts, th), order=1, modes=["rev"], eps=1e-6, atol=1e-4, rtol=1e-4)
@@ -224,8 +227,9 @@ def test_paste_of_crop_restores_window(seed, k):
     ac=st.booleans(),
     mode=st.sampled_from(S._MODES),
     scale=st.sampled_from([0.9, 1.0, 1.1]),
+    chunk=st.sampled_from([None, S.DEFAULT_CHUNK_SIZE, 4]),
 )
-def test_paste_window_equals_slice_of_paste(seed, ac, mode, scale):
+def test_paste_window_equals_slice_of_paste(seed, ac, mode, scale, chunk):
     hh, ww, h, w = 14, 17, 5, 5
     r = np.random.default_rng(seed)
     th = np.zeros((2, 3, 2, 3), np.float32)
@@ -235,7 +239,9 @@ def test_paste_window_equals_slice_of_paste(seed, ac, mode, scale):
     th[..., :, 2] = r.uniform(-1.1, 1.1, (2, 3, 2))
     parts = _img(seed, (2, 3, h, w, 2))
     full = np.asarray(S.paste(parts, th, (hh, ww), mode=mode, align_corners=ac))
-    vals, origin = S.paste_window(parts, th, (hh, ww), (h + 3, w + 3), mode=mode, align_corners=ac)
+    vals, origin = S.paste_window(
+        parts, th, (hh, ww), (h + 3, w + 3), mode=mode, align_corners=ac, chunk_size=chunk
+    )
     vals, origin = np.asarray(vals), np.asarray(origin)
     assert origin.dtype == np.int32 and origin.shape == (2, 3, 2)
     for n in range(2):
@@ -300,6 +306,13 @@ def test_errors():
         S.crop(x, th, (3, 3), mode="bicubic")
     with pytest.raises(ValueError, match="method"):
         S.crop(x, th, (3, 3), method="fast")
+    with pytest.raises(ValueError, match="'auto' was an alias of 'separable'"):
+        S.crop(x, th, (3, 3), method="auto")
+    for bad in (0, -1, 2.5, "16", True):
+        with pytest.raises(ValueError, match="chunk_size"):
+            S.crop(x, th, (3, 3), chunk_size=bad)
+        with pytest.raises(ValueError, match="chunk_size"):
+            S.paste_window(np.zeros((1, 2, 3, 3, 1), np.float32), th, (8, 8), (5, 5), chunk_size=bad)
     with pytest.raises(ValueError, match="size"):
         S.crop(x, th, (3, 0))
     with pytest.raises(ValueError, match="padding_mode"):
@@ -315,14 +328,35 @@ def test_errors():
 def test_jit_and_vmap():
     x = _img(0, (2, 12, 12, 3))
     th = _theta(1, 2, 6)
-    f = jax.jit(lambda x, t: S.crop(x, t, (5, 5)))
-    np.testing.assert_allclose(f(x, th), S.crop(x, th, (5, 5)), atol=1e-6)
-    g = jax.jit(lambda p, t: S.paste_window(p, t, (12, 12), (7, 7)))
+    f = jax.jit(lambda x, t: S.crop(x, t, (5, 5), align_corners=True))
+    np.testing.assert_allclose(f(x, th), S.crop(x, th, (5, 5), align_corners=True), atol=1e-6)
+    g = jax.jit(lambda p, t: S.paste_window(p, t, (12, 12), (7, 7), align_corners=True))
     v, o = g(f(x, th), th)
     assert v.shape == (2, 6, 7, 7, 3) and o.shape == (2, 6, 2)
     # vmap over faces (the fallback cond becomes a select; results unchanged)
-    vm = jax.vmap(lambda xi, ti: S.crop(xi[None], ti[None], (5, 5), window=(7, 7))[0])(x, th)
-    np.testing.assert_allclose(vm, S.crop(x, th, (5, 5), method="general"), atol=1e-5)
+    vm = jax.vmap(
+        lambda xi, ti: S.crop(xi[None], ti[None], (5, 5), align_corners=True, window=(7, 7))[0]
+    )(x, th)
+    np.testing.assert_allclose(
+        vm, S.crop(x, th, (5, 5), align_corners=True, method="general"), atol=1e-5
+    )
+
+
+def test_defaults_are_the_paper_convention():
+    """crop / paste / paste_window default to align_corners=False (align_corners_for("paper"))."""
+    assert S.align_corners_for("paper") is False
+    x = _img(0, (2, 12, 12, 3))
+    th = _theta(1, 2, 3)
+    parts = _img(2, (2, 3, 5, 5, 3))
+    np.testing.assert_array_equal(S.crop(x, th, (5, 5)), S.crop(x, th, (5, 5), align_corners=False))
+    np.testing.assert_array_equal(
+        S.paste(parts, th, (12, 12)), S.paste(parts, th, (12, 12), align_corners=False)
+    )
+    for a, b in zip(
+        S.paste_window(parts, th, (12, 12), (7, 7)),
+        S.paste_window(parts, th, (12, 12), (7, 7), align_corners=False),
+    ):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_theta_from_centers_accepts_per_example_sizes():
@@ -338,13 +372,14 @@ def test_theta_from_centers_accepts_per_example_sizes():
         S.theta_from_centers(centers, (15, 15), jnp.zeros((2, 3)))
 
 
-def test_separable_many_parts_and_theta_only_grad():
+@pytest.mark.parametrize("chunk_size", [S.DEFAULT_CHUNK_SIZE, 4, 1, 64, None])
+def test_separable_many_parts_and_theta_only_grad(chunk_size):
     """More parts than one chunk (padded last chunk); the theta-only gradient equals the
     theta part of the joint gradient; both the window path and the whole-face fallback."""
     x = _img(11, (3, 16, 14, 2))
     th = _theta(12, 3, 7, scale=(0.3, 0.6))
     for window in [None, (4, 4)]:  # (4, 4) is too small: the fallback is taken
-        f = _loss("separable", "bilinear", True, (5, 4), window)
+        f = _loss("separable", "bilinear", True, (5, 4), window, chunk_size)
         g_img, g_th = jax.jit(jax.grad(f, (0, 1)))(x, th)
         g_th_only = jax.jit(jax.grad(f, 1))(x, th)
         gg = jax.jit(jax.grad(_loss("general", "bilinear", True, (5, 4)), (0, 1)))(x, th)
