@@ -35,8 +35,8 @@ from typing import Iterator
 
 import numpy as np
 
-from stn_icnn_jax.data.builders import common
 from stn_icnn_jax import taxonomy
+from stn_icnn_jax.data.builders import common
 from stn_icnn_jax.data import labels as labels_lib
 from stn_icnn_jax.data.image_io import (
     DataFormatError,
