@@ -1,6 +1,9 @@
 """Scoring a split: the paper's pooled F1 (or the localiser's theta loss), across hosts.
 
-Every reported F1 comes from here: the stage's evaluation step counts a ``[target,
+Every reported F1 comes from here. Each record of the split is scored exactly once,
+whatever the number of processes: process ``p`` of ``P`` takes records ``p, p + P, ...``
+and all processes run the same number of batches (a process whose share is smaller
+feeds filler rows that are not counted). The stage's evaluation step counts a ``[target,
 pred]`` confusion matrix per example with :func:`stn_icnn_jax.metrics.confusion_matrix`
 (inside each example's own image region on the canvas: the padding is not scored), the
 matrices are summed over the split and over all processes, and
@@ -59,6 +62,39 @@ def _pad_batch(batch: dict, size: int) -> tuple[dict, int]:
             for k, v in batch.items()}, valid
 
 
+class ProcessShard:
+    """Records ``index, index + count, ...`` of a random-access source (a view)."""
+
+    def __init__(self, source: Any, index: int, count: int):
+        self._source, self._index, self._count = source, index, count
+
+    def __len__(self) -> int:
+        return len(range(self._index, len(self._source), self._count))
+
+    def __getitem__(self, i: int):
+        return self._source[self._index + int(i) * self._count]
+
+
+def _batches(source: Any, features, input_config: input_pipeline.InputConfig):
+    """``(batch, valid rows)`` of this process's share of ``source``, padded to full
+    batches; every process yields the same number of them."""
+    count = jax.process_count()
+    shard = ProcessShard(source, jax.process_index(), count)
+    largest_share = -(-len(source) // count)
+    steps = -(-largest_share // input_config.batch_size)
+    loader = iter(input_pipeline.make_loader(shard, features, input_config))
+    filler = None
+    for _ in range(steps):
+        batch = next(loader, None)
+        if batch is None:  # this process's share is done: a row that is not counted
+            if filler is None:
+                one = ProcessShard(source, 0, len(source))  # record 0 alone
+                filler = next(iter(input_pipeline.make_loader(one, features, input_config)))
+            yield _pad_batch(filler, input_config.batch_size)[0], 0
+        else:
+            yield _pad_batch(batch, input_config.batch_size)
+
+
 def _sum_over_processes(x: np.ndarray) -> np.ndarray:
     if jax.process_count() == 1:
         return x
@@ -80,12 +116,9 @@ def evaluate(stage: Stage, eval_fn, variables: dict, source: Any,
     Returns:
       ``{"f1": {set: F1}, "pixels": n}`` or ``{"theta_loss": mean}``.
     """
-    loader = input_pipeline.make_loader(source, stage.eval_features, input_config,
-                                        shard_options=distributed.shard_options())
     confusion = np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64)
     theta_losses: list = []
-    for batch in loader:
-        batch, valid = _pad_batch(batch, input_config.batch_size)
+    for batch, valid in _batches(source, stage.eval_features, input_config):
         out = eval_fn(variables, distributed.to_global(batch, mesh))
         if "theta_loss" in out:
             theta_losses += list(_local_rows(out["theta_loss"])[:valid])
