@@ -162,7 +162,7 @@ def write_celebamask(
         cases = [
             (0, ("hair", "hat")),  # hat painted after hair -> background
             (1, ("l_brow", "hair")),  # hair after l_brow -> hair
-            (2, ("eye_g", "l_eye")),  # l_eye after eye_g -> left eye
+            (2, ("eye_g", "l_eye")),  # l_eye after eye_g -> eye (Smith right eye, 5)
             (3, ("u_lip", "mouth")),  # u_lip after mouth -> upper lip
             (4, ("skin", "nose")),  # nose after skin -> nose
             (5, ("r_eye",)),
