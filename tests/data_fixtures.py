@@ -185,22 +185,16 @@ def write_celebamask(
 # ---------------------------------------------------------------- faces with real sides
 
 # A crude frontal face on a 64x64 canvas: (y0, y1, x0, x1) boxes by the IMAGE side the part
-# lies on. "img_left_*" have the smaller x.
-FACE_BOXES: dict[str, tuple[int, int, int, int]] = {
-    "skin": (10, 58, 10, 54),
-    "img_left_brow": (17, 20, 13, 25),
-    "img_right_brow": (17, 20, 39, 51),
-    "img_left_eye": (24, 28, 15, 24),
-    "img_right_eye": (24, 28, 40, 49),
-    "img_left_ear": (26, 40, 4, 9),
-    "img_right_ear": (26, 40, 55, 60),
-    "nose": (29, 40, 29, 35),
-    "u_lip": (43, 46, 24, 40),
-    "mouth": (46, 48, 25, 39),
-    "l_lip": (48, 52, 24, 40),
-    "hair": (2, 10, 8, 56),
-}
+# lies on. "img_left_*" have the smaller x; "img_right_*" are their mirror images.
 FACE_SIZE = 64
+_IMG_LEFT_BOXES = {"brow": (17, 20, 13, 25), "eye": (24, 28, 15, 24), "ear": (26, 40, 4, 9)}
+FACE_BOXES: dict[str, tuple[int, int, int, int]] = {
+    "skin": (10, 58, 10, 54), "nose": (29, 40, 29, 35), "u_lip": (43, 46, 24, 40),
+    "mouth": (46, 48, 25, 39), "l_lip": (48, 52, 24, 40), "hair": (2, 10, 8, 56),
+    **{f"img_left_{k}": b for k, b in _IMG_LEFT_BOXES.items()},
+    **{f"img_right_{k}": (y0, y1, FACE_SIZE - x1, FACE_SIZE - x0)
+       for k, (y0, y1, x0, x1) in _IMG_LEFT_BOXES.items()},
+}  # fmt: skip
 
 
 def _box_mask(box: tuple[int, int, int, int], shift: int) -> np.ndarray:
