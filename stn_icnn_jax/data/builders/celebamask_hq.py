@@ -58,6 +58,7 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+import tensorflow_datasets as tfds
 from PIL import Image
 
 from stn_icnn_jax.data.builders import common
@@ -248,6 +249,13 @@ class CelebAMaskHQ(common.FaceParsingBuilder):
     """CelebAMask-HQ at 512x512, HELEN classes, 6:2:2 split of the sorted indices."""
 
     name = "celebamask_hq"
+    # 1.1.0: l_*/r_* now map to the image-right/left classes (issue #15), so a 1.0.0 build
+    # (sides exchanged) is not picked up again.
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {
+        "1.0.0": "Initial release.",
+        "1.1.0": "CelebAMask-HQ's l_* (the person's left) -> the image-right classes.",
+    }
     BUILDER_CONFIGS = common.standard_configs()
     DEFAULT_CONFIG_NAME = "nine_class"
     _HOMEPAGE = "https://github.com/switchablenorms/CelebAMask-HQ"
