@@ -17,7 +17,23 @@ Three label layouts appear in this package:
 * **11 classes "with skin and hair"**: the 9 above plus ``9 face skin`` and ``10 hair``
   (the ``*_with_skin_hair`` dataset configs).
 
-"Left" is always the IMAGE's left (the smaller x), in every dataset and label map.
+**Left and right (the one convention of the package).** "Left" is the IMAGE's left: the
+left brow / left eye (Smith channels 2 and 4, 9-class labels 1 and 3, parts ``brow_L`` and
+``eye_L``) are the ones with the smaller x coordinate, i.e. the person's own RIGHT brow and
+eye in a frontal photo. This holds for every dataset record (``soft_labels`` and
+``label``), every label map, the part order below, and the ``parse`` output and its legend
+(which name classes by :data:`CLASS_NAMES`). Each builder maps its dataset to it:
+
+* ``synthetic_faces``: drawn that way (``stn_icnn_jax.data.synthetic``).
+* ``celebamask_hq``: CelebAMask-HQ's ``l_*`` parts are the person's left = the image's
+  right (checked on the dataset's published demo masks, see the builder), so ``l_brow`` /
+  ``l_eye`` become the RIGHT classes and ``r_*`` the left ones.
+* ``helen`` and ``helen_star``: Smith's ``lbl02``/``lbl04`` (left brow/eye) are taken as
+  named (= image left); this could not be verified here, so both builders have
+  ``*_swap_lr`` configs that exchange the two sides (see their docstrings).
+
+:func:`stn_icnn_jax.data.labels.mirror_label` is the horizontal flip of a label map in this
+convention (flip the columns, then swap the left/right ids: :data:`CLASS_MIRROR`).
 
 The six **parts** the STN crops, in the order used everywhere (theta rows, part models,
 part centres): left brow, right brow, left eye, right eye, nose, mouth. Each part model
@@ -64,6 +80,11 @@ SKIN_HAIR_CLASS_NAMES: tuple[str, ...] = CLASS_NAMES + ("face_skin", "hair")
 SMITH_TO_CLASS = np.array([0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 0], dtype=np.uint8)
 #: Hard Smith class (0..10) -> 11-class "with skin and hair" label.
 SMITH_TO_SKIN_HAIR = np.array([0, 9, 1, 2, 3, 4, 5, 6, 7, 8, 10], dtype=np.uint8)
+
+#: Left/right exchange of the Smith channels (2 <-> 3, 4 <-> 5; the rest unchanged).
+SMITH_MIRROR: tuple[int, ...] = (0, 1, 3, 2, 5, 4, 6, 7, 8, 9, 10)
+#: Left/right exchange of the hard labels (1 <-> 2, 3 <-> 4; 9-class and 11-class layouts).
+CLASS_MIRROR: tuple[int, ...] = (0, 2, 1, 4, 3, 5, 6, 7, 8, 9, 10)
 
 # ----------------------------------------------------------------------- parts
 PART_NAMES: tuple[str, ...] = ("brow_L", "brow_R", "eye_L", "eye_R", "nose", "mouth")

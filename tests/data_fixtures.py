@@ -162,7 +162,7 @@ def write_celebamask(
         cases = [
             (0, ("hair", "hat")),  # hat painted after hair -> background
             (1, ("l_brow", "hair")),  # hair after l_brow -> hair
-            (2, ("eye_g", "l_eye")),  # l_eye after eye_g -> left eye
+            (2, ("eye_g", "l_eye")),  # l_eye after eye_g -> eye (Smith right eye, 5)
             (3, ("u_lip", "mouth")),  # u_lip after mouth -> upper lip
             (4, ("skin", "nose")),  # nose after skin -> nose
             (5, ("r_eye",)),
@@ -179,4 +179,84 @@ def write_celebamask(
         for part, m in masks.items():
             Image.fromarray((m * 255).astype(np.uint8), mode="L").save(mdir / f"{idx:05d}_{part}.png")
         out[idx] = {"image": decoded, "masks": masks}
+    return out
+
+
+# ---------------------------------------------------------------- faces with real sides
+
+# A crude frontal face on a 64x64 canvas: (y0, y1, x0, x1) boxes by the IMAGE side the part
+# lies on. "img_left_*" have the smaller x; "img_right_*" are their mirror images.
+FACE_SIZE = 64
+_IMG_LEFT_BOXES = {"brow": (17, 20, 13, 25), "eye": (24, 28, 15, 24), "ear": (26, 40, 4, 9)}
+FACE_BOXES: dict[str, tuple[int, int, int, int]] = {
+    "skin": (10, 58, 10, 54), "nose": (29, 40, 29, 35), "u_lip": (43, 46, 24, 40),
+    "mouth": (46, 48, 25, 39), "l_lip": (48, 52, 24, 40), "hair": (2, 10, 8, 56),
+    **{f"img_left_{k}": b for k, b in _IMG_LEFT_BOXES.items()},
+    **{f"img_right_{k}": (y0, y1, FACE_SIZE - x1, FACE_SIZE - x0)
+       for k, (y0, y1, x0, x1) in _IMG_LEFT_BOXES.items()},
+}  # fmt: skip
+
+
+def _box_mask(box: tuple[int, int, int, int], shift: int) -> np.ndarray:
+    y0, y1, x0, x1 = box
+    m = np.zeros((FACE_SIZE, FACE_SIZE), bool)
+    m[y0 + shift : y1 + shift, x0:x1] = True
+    return m
+
+
+def _face_image(masks: dict[str, np.ndarray]) -> np.ndarray:
+    image = np.full((FACE_SIZE, FACE_SIZE, 3), 90, np.uint8)
+    for k, m in enumerate(masks.values()):
+        image[m] = (40 + 23 * k) % 256
+    return image
+
+
+def write_celebamask_faces(manual_dir: Path, n: int = 5) -> dict[int, dict]:
+    """CelebAMask-HQ faces laid out as the release's own masks are (issue #15): ``l_brow``,
+    ``l_eye`` and ``l_ear`` (the person's left) on the IMAGE's right, ``r_*`` on its left.
+
+    Returns index -> {"masks": {part: bool (64, 64)}}; face i is shifted down by i pixels.
+    """
+    celeba_part = {
+        "skin": "skin", "img_left_brow": "r_brow", "img_right_brow": "l_brow",
+        "img_left_eye": "r_eye", "img_right_eye": "l_eye", "img_left_ear": "r_ear",
+        "img_right_ear": "l_ear", "nose": "nose", "u_lip": "u_lip", "mouth": "mouth",
+        "l_lip": "l_lip", "hair": "hair",
+    }  # fmt: skip
+    root = Path(manual_dir) / "CelebAMask-HQ"
+    out: dict[int, dict] = {}
+    for idx in range(n):
+        masks = {celeba_part[k]: _box_mask(box, idx) for k, box in FACE_BOXES.items()}
+        save_jpeg(_face_image(masks), root / "CelebA-HQ-img" / f"{idx}.jpg")
+        mdir = root / "CelebAMask-HQ-mask-anno" / "0"
+        mdir.mkdir(parents=True, exist_ok=True)
+        for part, m in masks.items():
+            Image.fromarray((m * 255).astype(np.uint8), mode="L").save(mdir / f"{idx:05d}_{part}.png")
+        out[idx] = {"masks": masks}
+    return out
+
+
+def write_helen_faces(manual_dir: Path, lbl02_on_image_left: bool = True) -> dict[str, dict]:
+    """HELEN faces (Smith layout, one face per split) whose ``lbl02``/``lbl04`` (Smith's
+    "left" brow/eye) lie on the image's left (or, with ``lbl02_on_image_left=False``, on
+    its right, as they would if Smith's "left" were the person's left)."""
+    side = ("img_left", "img_right") if lbl02_on_image_left else ("img_right", "img_left")
+    channel_box = {
+        1: "skin", 2: f"{side[0]}_brow", 3: f"{side[1]}_brow", 4: f"{side[0]}_eye",
+        5: f"{side[1]}_eye", 6: "nose", 7: "u_lip", 8: "mouth", 9: "l_lip", 10: "hair",
+    }  # fmt: skip
+    root = Path(manual_dir) / HELEN_FOLDER
+    out: dict[str, dict] = {}
+    for i, (split, fname) in enumerate(HELEN_SPLIT_FILES.items()):
+        name = f"10000{i}_1"
+        soft = np.zeros((FACE_SIZE, FACE_SIZE, 11), np.uint8)
+        for ch in range(1, 11):  # later channels paint over earlier ones (one-hot)
+            m = _box_mask(FACE_BOXES[channel_box[ch]], i)
+            soft[m] = 0
+            soft[m, ch] = 255
+        soft[..., 0] = 255 - soft[..., 1:].max(axis=-1)
+        masks = {c: soft[..., c] > 0 for c in range(11)}
+        write_helen_sample(root, name, _face_image(masks), soft)
+        (root / fname).write_text(f"1 , {name}\n")
+        out[name] = {"split": split, "soft": soft}
     return out

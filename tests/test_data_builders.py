@@ -420,8 +420,12 @@ def test_helen_star_bad_input(tmp_path, case):
 
 
 def ref_celeba_smith(masks: dict[str, np.ndarray], shape) -> np.ndarray:
-    """Per pixel: the LAST part in the release's order that covers it decides."""
-    value = {"skin": 1, "l_brow": 2, "r_brow": 3, "l_eye": 4, "r_eye": 5, "nose": 6,
+    """Per pixel: the LAST part in the release's order that covers it decides.
+
+    Sides (issue #15): CelebAMask-HQ's ``l_`` is the person's left = the image's right, so
+    ``l_brow``/``l_eye`` are Smith's RIGHT brow/eye (3, 5) and ``r_*`` the left ones (2, 4).
+    """
+    value = {"skin": 1, "r_brow": 2, "l_brow": 3, "r_eye": 4, "l_eye": 5, "nose": 6,
              "u_lip": 7, "mouth": 8, "l_lip": 9, "hair": 10}  # fmt: skip
     out = np.zeros(shape, np.uint8)
     for y in range(shape[0]):
@@ -444,9 +448,10 @@ def test_celebamask_exact_values_and_split(tmp_path, config):
     assert [r["name"].decode() for r in recs["validation"]] == ["6", "7"]
     assert [r["name"].decode() for r in recs["test"]] == ["8", "2001"]
     table = SMITH_ELEVEN if config == "with_skin_hair" else SMITH_NINE
-    # hand cases in row 0: hat over hair -> bg; hair over brow -> hair; eye over glasses
-    # -> left eye; u_lip over mouth -> upper lip; nose over skin; r_eye; neck over skin -> bg
-    row0_smith = [0, 10, 4, 7, 6, 5, 0, 0]
+    # hand cases in row 0: hat over hair -> bg; hair over brow -> hair; l_eye over glasses
+    # -> Smith right eye (5: CelebAMask-HQ's l_ is the image's right); u_lip over mouth ->
+    # upper lip; nose over skin; r_eye -> Smith left eye (4); neck over skin -> bg
+    row0_smith = [0, 10, 5, 7, 6, 4, 0, 0]
     for split in SPLITS:
         for r in recs[split]:
             w = written[int(r["name"].decode())]

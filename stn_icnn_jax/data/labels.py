@@ -12,6 +12,12 @@ and hair) are defined in :mod:`stn_icnn_jax.taxonomy`. Conversions:
   (ties to the lower index, so background beats skin beats hair). Therefore merging
   classes 9 and 10 back into 0 gives exactly the 9-class label.
 
+Left/right (convention in :mod:`stn_icnn_jax.taxonomy`: "left" = the image's left):
+:func:`swap_sides_soft` exchanges the left/right Smith channels in place (a dataset whose
+sides are named the other way); :func:`mirror_label` / :func:`mirror_soft` are the
+horizontal flip of a labelled face (columns reversed AND left/right ids exchanged, so the
+left classes stay on the image's left).
+
 All functions are pure numpy, work on any leading batch shape (channels last), and
 compute sums in int32 (no uint8 overflow).
 """
@@ -21,7 +27,9 @@ from __future__ import annotations
 import numpy as np
 
 from stn_icnn_jax.taxonomy import (
+    CLASS_MIRROR,
     NUM_SMITH_CLASSES,
+    SMITH_MIRROR,
     SMITH_HAIR_CHANNEL,
     SMITH_PART_CHANNELS,
     SMITH_SKIN_CHANNEL,
@@ -124,3 +132,35 @@ def smith_to_label(smith_hard: np.ndarray, keep_skin_hair: bool = False) -> np.n
     """
     lut = SMITH_TO_SKIN_HAIR if keep_skin_hair else SMITH_TO_CLASS
     return lut[np.asarray(smith_hard).astype(np.intp)]
+
+
+def swap_sides_soft(soft: np.ndarray) -> np.ndarray:
+    """Smith soft labels (..., 11) with left and right exchanged (channels 2<->3, 4<->5).
+
+    No pixel moves: only the names of the brow and eye channels are swapped.
+    """
+    return _check_soft(soft)[..., list(SMITH_MIRROR)]
+
+
+def mirror_soft(soft: np.ndarray) -> np.ndarray:
+    """Horizontal flip of Smith soft labels (..., H, W, 11) in the package's convention.
+
+    The columns are reversed and the left/right channels exchanged, so the result is the
+    label of the mirrored photo (``image[..., ::-1, :]``).
+    """
+    return swap_sides_soft(soft)[..., ::-1, :]
+
+
+def mirror_label(label: np.ndarray) -> np.ndarray:
+    """Horizontal flip of a hard label map (..., H, W) in the package's convention.
+
+    The columns are reversed and the left/right ids exchanged (1 <-> 2, 3 <-> 4; 0 and
+    5..10 unchanged), for the 9-class and the 11-class layout. So the label of the
+    mirrored photo (``image[..., ::-1, :]``) has its left classes on the image's left
+    again, and ``mirror_label(mirror_label(x)) == x``.
+    """
+    label = np.asarray(label)
+    if label.size and int(label.max()) >= len(CLASS_MIRROR):
+        raise ValueError(f"class values must be 0..{len(CLASS_MIRROR) - 1}, got {int(label.max())}")
+    lut = np.asarray(CLASS_MIRROR, dtype=label.dtype)
+    return lut[label.astype(np.intp)][..., ::-1]

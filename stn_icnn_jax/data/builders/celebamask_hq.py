@@ -17,15 +17,23 @@ release's own order (``g_mask.py``, later parts overwrite earlier ones)::
     skin, nose, eye_g, l_eye, r_eye, l_brow, r_brow, l_ear, r_ear, mouth, u_lip, l_lip,
     hair, hat, ear_r, neck_l, neck, cloth
 
-with each part's value taken from ``CELEBA_TO_SMITH``: skin -> 1 face skin, l_brow -> 2,
-r_brow -> 3, l_eye -> 4, r_eye -> 5, nose -> 6, u_lip -> 7, mouth -> 8 inner mouth,
+with each part's value taken from ``CELEBA_TO_SMITH``: skin -> 1 face skin, r_brow -> 2,
+l_brow -> 3, r_eye -> 4, l_eye -> 5, nose -> 6, u_lip -> 7, mouth -> 8 inner mouth,
 l_lip -> 9, hair -> 10, and eye_g, l_ear, r_ear, hat, ear_r, neck_l, neck, cloth -> 0
 background. So the result equals the official 19-class merged map passed through a
 look-up table (e.g. a hat over hair is background, hair over a brow is hair, an eye over
 glasses is eye). ``soft_labels`` is the one-hot (0/255) form of that Smith map and
 ``label`` follows from it as for ``helen`` (``nine_class``: skin and hair are background;
-``with_skin_hair``: skin = 9, hair = 10). CelebAMask-HQ's ``l_``/``r_`` prefixes are mapped
-to Smith's left/right as named (not re-checked against the images here).
+``with_skin_hair``: skin = 9, hair = 10).
+
+**Left and right are exchanged on purpose.** The package's "left" is the image's left
+(``stn_icnn_jax.taxonomy``); CelebAMask-HQ's ``l_`` is the PERSON's left, i.e. the image's
+right. The check the project made (issue #15): in the four sample masks the dataset's
+authors publish with their MaskGAN demo, ``l_eye``, ``l_brow`` and ``l_ear`` lie on the
+image's right (mean x 310-412 of 512) and ``r_eye``, ``r_brow``, ``r_ear`` on its left
+(mean x 79-195). So ``r_brow`` / ``r_eye`` become Smith's left eyebrow / left eye (2, 4,
+9-class 1, 3) and ``l_brow`` / ``l_eye`` the right ones (3, 5, 9-class 2, 4). This is a
+property of the release, so there is no switch; the painting order above is unchanged.
 
 **Resolution.** The image is resized to its masks' size (512x512) with PIL's LANCZOS
 filter (the release's own resize, ``Image.ANTIALIAS``); masks are not resampled. All masks
@@ -50,6 +58,7 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+import tensorflow_datasets as tfds
 from PIL import Image
 
 from stn_icnn_jax.data.builders import common
@@ -75,8 +84,9 @@ PART_ORDER: tuple[str, ...] = (
     "mouth", "u_lip", "l_lip", "hair", "hat", "ear_r", "neck_l", "neck", "cloth",
 )  # fmt: skip
 #: CelebAMask-HQ part -> Smith class (0..10); parts not in HELEN map to 0 (background).
+#: ``l_*`` (the person's left = the image's right) -> Smith's right classes, see above.
 CELEBA_TO_SMITH: dict[str, int] = {
-    "skin": 1, "nose": 6, "eye_g": 0, "l_eye": 4, "r_eye": 5, "l_brow": 2, "r_brow": 3,
+    "skin": 1, "nose": 6, "eye_g": 0, "l_eye": 5, "r_eye": 4, "l_brow": 3, "r_brow": 2,
     "l_ear": 0, "r_ear": 0, "mouth": 8, "u_lip": 7, "l_lip": 9, "hair": 10, "hat": 0,
     "ear_r": 0, "neck_l": 0, "neck": 0, "cloth": 0,
 }  # fmt: skip
@@ -239,6 +249,13 @@ class CelebAMaskHQ(common.FaceParsingBuilder):
     """CelebAMask-HQ at 512x512, HELEN classes, 6:2:2 split of the sorted indices."""
 
     name = "celebamask_hq"
+    # 1.1.0: l_*/r_* now map to the image-right/left classes (issue #15), so a 1.0.0 build
+    # (sides exchanged) is not picked up again.
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {
+        "1.0.0": "Initial release.",
+        "1.1.0": "CelebAMask-HQ's l_* (the person's left) -> the image-right classes.",
+    }
     BUILDER_CONFIGS = common.standard_configs()
     DEFAULT_CONFIG_NAME = "nine_class"
     _HOMEPAGE = "https://github.com/switchablenorms/CelebAMask-HQ"

@@ -51,19 +51,49 @@ class FaceParsingConfig(tfds.core.BuilderConfig):
     Attributes:
       keep_skin_hair: False -> 9-class label (skin and hair are background);
         True -> 11-class label (face skin = 9, hair = 10), see ``labels.skin_hair_label``.
+      swap_left_right: exchange the dataset's left and right brow/eye channels
+        (``labels.swap_sides_soft``) before anything else, for a dataset whose "left" is
+        the person's left; the package's "left" is the image's left
+        (``stn_icnn_jax.taxonomy``). Only the ``*_swap_lr`` configs set it.
     """
 
     keep_skin_hair: bool = False
+    swap_left_right: bool = False
 
 
-def standard_configs() -> list[FaceParsingConfig]:
-    """``nine_class`` (default) and ``with_skin_hair`` (fresh instances per builder)."""
+SWAP_LR_SUFFIX = "_swap_lr"
+
+
+def standard_configs(side_switch: bool = False) -> list[FaceParsingConfig]:
+    """``nine_class`` (default) and ``with_skin_hair`` (fresh instances per builder).
+
+    With ``side_switch`` also ``nine_class_swap_lr`` and ``with_skin_hair_swap_lr``: the
+    same with the dataset's left and right exchanged (for datasets whose side could not
+    be verified; the user checks one image and picks the config).
+    """
+    configs = _base_configs()
+    if side_switch:
+        configs += [
+            dataclasses.replace(
+                c,
+                name=c.name + SWAP_LR_SUFFIX,
+                description=c.description + " The dataset's left and right brows and eyes are "
+                "exchanged (its left taken as the person's left = the image's right).",
+                swap_left_right=True,
+            )
+            for c in _base_configs()
+        ]
+    return configs
+
+
+def _base_configs() -> list[FaceParsingConfig]:
     return [
         FaceParsingConfig(
             name="nine_class",
             description=(
                 "label = the paper's 9 classes (0 background incl. face skin and hair, "
-                "1 l-brow, 2 r-brow, 3 l-eye, 4 r-eye, 5 nose, 6 u-lip, 7 i-mouth, 8 l-lip)."
+                "1 l-brow, 2 r-brow, 3 l-eye, 4 r-eye, 5 nose, 6 u-lip, 7 i-mouth, 8 l-lip; "
+                "left = the image's left)."
             ),
             keep_skin_hair=False,
         ),
@@ -165,7 +195,13 @@ class FaceParsingBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
             disable_shuffling=True,
         )
 
+    @property
+    def swap_left_right(self) -> bool:
+        return bool(getattr(self.builder_config, "swap_left_right", False))
+
     def record(self, name: str, image: np.ndarray, soft_labels: np.ndarray) -> dict[str, Any]:
+        if self.swap_left_right:
+            soft_labels = labels_lib.swap_sides_soft(soft_labels)
         return make_record(name, image, soft_labels, self.keep_skin_hair)
 
     def _manual_root(self, dl_manager, folder: str, markers: tuple[str, ...]) -> Path:

@@ -15,6 +15,21 @@ Each record: ``image`` (the JPEG, RGB), ``soft_labels`` = the 11 maps stacked in
 the 11-class map with face skin = 9 and hair = 10 (config ``with_skin_hair``); see
 ``stn_icnn_jax.data.labels``. Records keep the split file's line order.
 
+**Left and right: not verified here.** The package's "left" is the image's left
+(``stn_icnn_jax.taxonomy``). Smith et al.'s README names ``lbl02`` "left eyebrow" and
+``lbl04`` "left eye" without saying whose left. Searched (Nov 2026) and not stating it:
+the release's README (pages.cs.wisc.edu/~lizhang/projects/face-parsing/README.txt, which
+only lists the label numbers), the paper's abstract page, public face-parsing code that
+loads these maps and GitHub issue threads about HELEN labels and flips (what turned up
+swaps the pairs on flips, which holds in either convention). No copy of the label maps
+is available here to measure their geometry. So the default configs
+(``nine_class``, ``with_skin_hair``) keep the channels as named (``lbl02``/``lbl04`` ->
+the image-left classes 1 and 3), and ``nine_class_swap_lr`` / ``with_skin_hair_swap_lr``
+exchange ``lbl02``<->``lbl03`` and ``lbl04``<->``lbl05`` (for ``lbl02`` = the person's
+left = the image's right). To choose, build the default once and look at one frontal
+face: ``x = np.nonzero(record["label"] == 1)[1].mean()``; if ``x`` is less than half the
+width, keep the default, otherwise rebuild with ``--config nine_class_swap_lr``.
+
 Checks before anything is written: the split files parse (``index , name`` per non-blank
 line, integer index, no duplicate names within or across splits); every listed image and
 all 11 label maps exist, are images of a supported mode (see ``image_io``), the image is
@@ -140,7 +155,7 @@ class Helen(common.FaceParsingBuilder):
     """HELEN (Smith et al. 2013 resized release): train 2000 / validation 230 / test 100."""
 
     name = "helen"
-    BUILDER_CONFIGS = common.standard_configs()
+    BUILDER_CONFIGS = common.standard_configs(side_switch=True)
     DEFAULT_CONFIG_NAME = "nine_class"
     _HOMEPAGE = "https://pages.cs.wisc.edu/~lizhang/projects/face-parsing/"
     _DESCRIPTION = __doc__
@@ -158,6 +173,9 @@ folder {FOLDER}/ into the manual directory (--manual_dir DIR), so that these exi
 
 (DIR may also be the {FOLDER} folder itself.) Then run
   stn-icnn data build helen --manual_dir DIR [--config nine_class|with_skin_hair]
+Smith's lbl02/lbl04 (left brow/eye) are taken to be on the image's left; this is not
+verified. Check one built frontal face (label 1 should lie in the left half of the image)
+and if it does not, rebuild with --config nine_class_swap_lr (or with_skin_hair_swap_lr).
 """
 
     def _split_generators(self, dl_manager):

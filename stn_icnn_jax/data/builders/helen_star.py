@@ -12,6 +12,15 @@ one-hot ``soft_labels`` (255 on the labelled class, 0 elsewhere) and ``label`` c
 from them exactly as for ``helen`` (which, for one-hot maps, equals mapping the class
 values through ``taxonomy.SMITH_TO_CLASS`` / ``SMITH_TO_SKIN_HAIR``).
 
+**Left and right: not verified here.** HELEN* keeps Smith's class order and names
+(2 left brow, 4 left eye) and, like ``helen``, nothing the project could find says whose
+left that is (nothing found states it; what turned up only swaps the pairs on flips, which
+holds in either convention), and no copy is available here to measure. The default configs keep the
+values as named (2/4 -> the image-left classes 1 and 3); ``nine_class_swap_lr`` /
+``with_skin_hair_swap_lr`` exchange 2<->3 and 4<->5. Check one built frontal face
+(``np.nonzero(record["label"] == 1)[1].mean()`` should be below half the width) and
+rebuild with a ``*_swap_lr`` config if it is not. See ``helen`` for the sources searched.
+
 Splits (HELEN* has no official validation split):
 
 * ``test``: every ``test/`` sample, sorted by name.
@@ -109,7 +118,7 @@ class HelenStar(common.FaceParsingBuilder):
     """Relabelled HELEN* (train/test folders; validation held out from train)."""
 
     name = "helen_star"
-    BUILDER_CONFIGS = common.standard_configs()
+    BUILDER_CONFIGS = common.standard_configs(side_switch=True)
     DEFAULT_CONFIG_NAME = "nine_class"
     _DESCRIPTION = __doc__
     MANUAL_DOWNLOAD_INSTRUCTIONS = f"""\
@@ -123,6 +132,9 @@ and put the folder {FOLDER}/ into the manual directory (--manual_dir DIR):
 (*_viz.jpg files are ignored; DIR may also be the {FOLDER} folder itself.) Label PNGs hold
 class values 0..10 in Smith order. Then run
   stn-icnn data build helen_star --manual_dir DIR [--config nine_class|with_skin_hair]
+Class 2/4 (left brow/eye) are taken to be on the image's left; this is not verified.
+Check one built frontal face (label 1 should lie in the left half of the image) and if it
+does not, rebuild with --config nine_class_swap_lr (or with_skin_hair_swap_lr).
 """
 
     def _split_generators(self, dl_manager):
