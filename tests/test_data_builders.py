@@ -19,7 +19,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 import data_fixtures as fx
-import stn_icnn_jax.data  # noqa: F401  (registers the builders)
+import stn_icnn_jax.data  # registers the builders
 from stn_icnn_jax import taxonomy
 from stn_icnn_jax import cli
 from stn_icnn_jax.data import labels as L
@@ -66,7 +66,7 @@ def read_all(name: str, data_dir: Path) -> dict[str, list[dict]]:
 
 
 def assert_no_dataset_left(data_dir: Path, name: str, config: str = "nine_class") -> None:
-    version_dir = data_dir / name / config / "1.0.0"
+    version_dir = data_dir / name / config / str(stn_icnn_jax.data.BUILDERS[name].VERSION)
     assert not version_dir.exists(), f"{version_dir} was left behind"
     left = [p for p in data_dir.rglob("*") if "incomplete" in p.name]
     assert not left, f"incomplete TFDS files left behind: {left}"
