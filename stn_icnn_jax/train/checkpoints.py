@@ -86,7 +86,7 @@ def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
     return [] if a == b else [prefix.rstrip(".")]
 
 
-def _rank(metrics: dict) -> tuple[float, int]:
+def best_rank(metrics: dict) -> tuple[float, int]:
     """BestN's sort key (the largest is kept): the higher selection score, and on a tie
     the *earlier* step, the same choice as the training loop's strict ``>`` (orbax alone would
     keep the later of two equal scores and delete the one the loop calls best)."""
@@ -106,7 +106,7 @@ class StageCheckpoints:
         self.directory = Path(directory).absolute()
         policy = ocp_managers.AnyPreservationPolicy([
             ocp_managers.LatestN(n=keep),
-            ocp_managers.BestN(get_metric_fn=_rank, n=1, keep_checkpoints_without_metrics=False),
+            ocp_managers.BestN(get_metric_fn=best_rank, n=1, keep_checkpoints_without_metrics=False),
         ])
         self._manager = ocp.CheckpointManager(
             self.directory,

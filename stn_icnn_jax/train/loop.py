@@ -31,7 +31,7 @@ def _epoch_seed(config, stage: Stage, epoch: int) -> int:
         [config.seed, STAGE_NAMES.index(stage.name), epoch]).generate_state(1)[0])
 
 
-def _better(selection: float, best: float | None) -> bool:
+def improves(selection: float, best: float | None) -> bool:
     """Strictly higher than the best so far (NaN never is; anything beats no best)."""
     if best is None:
         return True
@@ -202,7 +202,7 @@ class _Epoch:
             self.sources["validation"], eval_input_config(self.config, self.mesh), self.mesh)
         self.timing["eval"] += time.perf_counter() - t0
         selection = run.stage.selection_metric(summary)
-        improved = _better(selection, run.progress["best_selection"])
+        improved = improves(selection, run.progress["best_selection"])
         step = int(state.step)
         if improved:
             run.progress.update(best_step=step, best_selection=selection)

@@ -1,0 +1,110 @@
+"""The rules a run follows besides its steps: the learning-rate halving schedule, the
+best-epoch selection (ties and NaN), the shipped configs, and where the data comes from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from stn_icnn_jax.config import base_config, build, load_config
+from stn_icnn_jax.data.sources import load_sources
+from stn_icnn_jax.train import checkpoints, loop, stages, step
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "experiments" / "configs").glob("*.py"))
+
+
+def test_learning_rate_is_halved_every_configured_epochs():
+    """Adam's first updates under a constant gradient are -lr_t * sign(g) (up to eps), so
+    the update sizes read off the schedule: halved every 2 epochs of 3 steps."""
+    config = stages.StageConfig(learning_rates={"parts": 0.01}, halve_every_epochs=2)
+    params = {"parts": jnp.ones(3), "rough": jnp.ones(2)}
+    tx = step.make_optimizer(config, steps_per_epoch=3, params=params)
+    state = tx.init(params)
+    grads = {"parts": jnp.full(3, 0.5), "rough": jnp.full(2, 0.5)}
+    sizes = []
+    for _ in range(13):
+        updates, state = tx.update(grads, state, params)
+        sizes.append(float(-updates["parts"][0]))
+        assert float(jnp.abs(updates["rough"]).max()) == 0.0  # frozen: no update at all
+    expected = [0.01] * 6 + [0.005] * 6 + [0.0025]
+    np.testing.assert_allclose(sizes, expected, rtol=1e-4)  # float32 Adam arithmetic
+
+
+@pytest.mark.parametrize("selection, best, expected", [
+    (0.5, None, True),            # anything beats no best
+    (float("nan"), None, True),
+    (0.6, 0.5, True),
+    (0.5, 0.5, False),            # a tie keeps the earlier epoch
+    (0.4, 0.5, False),
+    (float("nan"), 0.1, False),   # NaN never improves
+    (0.1, float("nan"), True),    # a number beats a NaN best
+])
+def test_improves_rules(selection, best, expected):
+    assert loop.improves(selection, best) is expected
+
+
+def test_checkpoint_ranking_keeps_the_epoch_the_loop_calls_best():
+    """orbax keeps the checkpoint of largest ``best_rank``: it must be the one the loop's
+    ``improves`` picked, for ties and NaN too."""
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        values = rng.choice([0.1, 0.2, 0.3, float("nan")], size=rng.integers(1, 7))
+        best_step, best = None, None
+        for step_index, value in enumerate(values, start=1):
+            if loop.improves(float(value), best):
+                best_step, best = step_index, float(value)
+        records = [{"selection": float(v), "step": i} for i, v in enumerate(values, start=1)]
+        kept = max(records, key=checkpoints.best_rank)
+        assert kept["step"] == best_step, (trial, values)
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_shipped_configs_build_their_typed_configs(path):
+    config = load_config(path)
+    model = build.model_config(config)
+    assert model.crop_size % 2 == 1 and model.rough_size == config.model.rough_size
+    for name in config.stage_order:
+        stage = build.stage_config(config, name)
+        assert stage.epochs == config.stages[name].epochs > 0
+        assert any(stage.trains(n) for n in stages.STAGES[name].networks), name
+    inputs = build.input_config(config, 2, training=True)
+    assert inputs.canvas_size == model.canvas_size == config.data.canvas_size
+
+
+def test_paper_config_is_table_1_for_helen():
+    config = load_config(Path(CONFIGS[0]).with_name("helen.py"))
+    rates = {name: build.stage_config(config, name).learning_rates for name in stages.STAGE_NAMES}
+    assert rates["rough"] == {"rough": 0.0023} and rates["localizer"] == {"localizer": 0.0017}
+    assert rates["end_to_end"] == {"rough": 1e-4, "localizer": 1e-4, "parts": 1e-2}
+    assert config.train.batch_size == 32 and config.model.crop_size == 81
+
+
+def test_overrides_parse_values_and_refuse_typos(tmp_path):
+    path = Path(CONFIGS[0]).with_name("smoke.py")
+    config = load_config(path, ["--config.train.batch_size=16",
+                                "--config.stage_order=rough,parts",
+                                "--config.stages.parts.learning_rates", "{'parts': 0.5}"])
+    assert config.train.batch_size == 16 and config.stage_order == ("rough", "parts")
+    assert build.stage_config(config, "parts").learning_rates == {"parts": 0.5}
+    with pytest.raises(KeyError, match="no field 'batch_sise'"):
+        load_config(path, ["--config.train.batch_sise=16"])
+
+
+def test_an_unbuilt_real_dataset_says_how_to_build_it(tmp_path):
+    config = base_config()
+    config.data.name, config.data.data_dir = "helen", str(tmp_path)
+    with pytest.raises(FileNotFoundError, match="stn-icnn data build helen --manual_dir DIR"):
+        load_sources(config)
+
+
+def test_the_synthetic_set_is_built_on_first_use(tmp_path):
+    config = base_config()
+    config.data.builder_config, config.data.data_dir = "tiny", str(tmp_path)
+    sources = load_sources(config, show_progress=False)
+    assert {k: len(v) for k, v in sources.items()} == {"train": 16, "validation": 4, "test": 4}
+    assert (tmp_path / "synthetic_faces" / "tiny").is_dir()
+    again = load_sources(config, show_progress=False)  # built once: read, not rebuilt
+    np.testing.assert_array_equal(again["test"][3]["image"], sources["test"][3]["image"])
