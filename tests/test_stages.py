@@ -149,3 +149,21 @@ def test_mask_outside_keeps_only_each_image_region():
     expected[0, 1:3, 2:4] = label[0, 1:3, 2:4]
     expected[1] = label[1]
     np.testing.assert_array_equal(out, expected)
+
+
+def test_localizer_starts_at_the_training_sets_mean_boxes(tiny_run):
+    """L's head starts at zero, so its theta for any input is the mean over the training
+    records of their ground-truth theta (eq. 21)."""
+    config, mesh, sources, model, variables = tiny_run
+    layout = input_pipeline.Layout(build.input_config(config, 1, training=False),
+                                   ("image_size", "image_origin", "centers"))
+    truths = []
+    for record in sources["train"]:
+        row = {k: v[None] for k, v in layout.map(dict(record)).items()}
+        truths.append(np.asarray(stn_icnn.ground_truth_theta(row, model.config))[0])
+    rough = np.random.default_rng(0).random((2, config.model.rough_size,
+                                              config.model.rough_size, 3), np.float32)
+    logits = model.apply(variables, rough, False, method=stn_icnn.STNiCNN.rough_logits)
+    theta = np.asarray(model.apply(variables, logits, False, method=stn_icnn.STNiCNN.localize))
+    for k in range(2):
+        np.testing.assert_allclose(theta[k], np.mean(truths, axis=0), atol=1e-6)
