@@ -28,7 +28,7 @@ import training_helpers
 from stn_icnn_jax import cli
 from stn_icnn_jax.config import build, load_config
 from stn_icnn_jax.data.sources import load_sources
-from stn_icnn_jax.train import checkpoints, distributed, stages
+from stn_icnn_jax.train import checkpoints, distributed, loop, stages
 from stn_icnn_jax.train import run as runner
 from stn_icnn_jax.train import step as train_step
 from stn_icnn_jax.data import input_pipeline
@@ -207,6 +207,26 @@ def test_sigkill_mid_epoch_then_resume_is_bitwise_exact(full_run, rough_only_run
     changed = [k for k in l_keys if not np.array_equal(final[k], rough_state[k])]
     assert len(changed) > len(l_keys) // 2
     assert all(np.array_equal(final[k], rough_state[k]) for k in k_keys)
+
+
+def test_best_checkpoint_is_the_best_validation_epoch(full_run):
+    """Each stage's best step is the first epoch of highest selection score among its
+    validation records (overall F1; minus the theta loss for the localiser), and the
+    checkpoint of that step is kept."""
+    records = read_jsonl(full_run["workdir"] / "metrics.jsonl")
+    for name in STAGES:
+        stage = stages.STAGES[name]
+        validations = [r for r in records if r["kind"] == "validation" and r["stage"] == name]
+        assert len(validations) == EPOCHS
+        best_step, best = None, None
+        for record in validations:
+            score = stage.selection_metric(record)
+            assert record["selection"] == pytest.approx(score)
+            if loop.improves(score, best):
+                best_step, best = record["step"], score
+        _, progress, _ = read_checkpoint(full_run["workdir"], name)
+        assert progress["best_step"] == best_step and progress["best_selection"] == best
+        assert read_checkpoint(full_run["workdir"], name, best_step)[2] == best_step
 
 
 def test_rerun_of_finished_workdir_does_not_retrain(full_run, tiny_config_file, cli_env,
