@@ -39,7 +39,8 @@ from stn_icnn_jax.model.icnn import (
 
 TINY = ICNNConfig(num_labels=3, channels=(2, 3, 4), num_interlink_layers=1, kernel_size=3,
                   head_kernel_size=3)
-LAYOUT_FILE = Path("/work/shared/reference/torch-state-dict-layout.txt")
+# Names and shapes of the authors' state dicts (facts kept in the repository).
+LAYOUT_FILE = Path(__file__).with_name("data") / "authors_state_dict_layout.txt"
 
 
 def random_variables(module, x, seed=0, **kwargs):
@@ -398,23 +399,59 @@ def test_torch_twin_matches_authors_counts():
     assert sum(p.numel() for p in twin.parameters() if p.grad is not None) == 559_931
 
 
-@pytest.mark.skipif(not LAYOUT_FILE.exists(), reason="reference layout file not available")
-def test_torch_twin_state_dict_matches_reference_layout():
-    text = LAYOUT_FILE.read_text().splitlines()
+def read_layout() -> tuple[dict, dict]:
+    """(stage-1, stage-2) {name: shape} from LAYOUT_FILE; ``model.{0,1,2}.x`` expands to
+    one entry per listed index."""
     stage1, stage2, section = {}, {}, None
-    for line in text:
+    for line in LAYOUT_FILE.read_text().splitlines():
         if line.startswith("# stage-1"):
             section = stage1
         elif line.startswith("# stage-2"):
             section = stage2
         elif line.startswith("#") or not line.strip():
             continue
-        elif section is not None:
-            m = re.match(r"(\S+) \((.*)\)", line)
-            section[m.group(1)] = tuple(int(s) for s in m.group(2).split(",") if s.strip())
+        else:
+            m = re.fullmatch(r"(\S+) \((.*)\)", line)
+            shape = tuple(int(v) for v in m.group(2).split(",") if v.strip())
+            b = re.fullmatch(r"(.*)\{([\d,]+)\}(.*)", m.group(1))
+            names = [b.group(1) + k + b.group(3) for k in b.group(2).split(",")] if b else [m.group(1)]
+            for name in names:
+                assert name not in section, f"{name} listed twice"
+                section[name] = shape
+    return stage1, stage2
+
+
+def test_layout_file_is_complete():
+    stage1, stage2 = read_layout()
+    assert len(stage1) == 301 and len(stage2) == 4 * 301
+    assert stage1["last_conv3.weight"] == (9, 9, 9, 9)
+    assert stage2["model.3.last_conv2.weight"] == (4, 16, 5, 5)
+    assert stage2["model.0.input_conv.0.weight"] == (8, 3, 5, 5)
+
+
+def test_torch_twin_state_dict_matches_reference_layout():
+    stage1, stage2 = read_layout()
     for twin, want in ((TorchICNNTwin(9), stage1), (TorchStage2Twin(), stage2)):
         got = {k: tuple(v.shape) for k, v in twin.state_dict().items()}
         assert got == want
+
+
+def test_converters_accept_the_reference_layout():
+    """A state dict made from the layout facts alone (no twin) converts for the authors'
+    presets, and every used tensor lands where its shape says."""
+    stage1, stage2 = read_layout()
+    rng = np.random.default_rng(0)
+    sd1 = {k: rng.normal(size=s).astype(np.float32) for k, s in stage1.items()}
+    v = torch_icnn_to_flax(sd1, ICNNConfig.authors(9))
+    np.testing.assert_array_equal(v["params"]["last_conv3"]["kernel"],
+                                  sd1["last_conv3.weight"].transpose(2, 3, 1, 0))
+    np.testing.assert_array_equal(
+        v["batch_stats"]["interlink_layers_2"]["node_1"]["conv_node_batchnorm"]["var"],
+        sd1["interlink_layers.2.iCNN_Nodelist.1.conv_node_batchnorm.running_var"])
+    sd2 = {k: rng.normal(size=s).astype(np.float32) for k, s in stage2.items()}
+    v2 = torch_parts_to_flax(sd2, ICNNConfig.authors(2))
+    np.testing.assert_array_equal(v2["params"]["mouth"]["last_conv2"]["bias"],
+                                  sd2["model.3.last_conv2.bias"])
 
 
 def _torch_eval(twin, x_nhwc):
