@@ -504,6 +504,86 @@ def test_parity_with_pytorch_stage2_flip_sharing():
                                    rtol=1e-4, atol=1e-4, err_msg=PART_NAMES[k])
 
 
+class TorchPaperTwin(TorchICNNTwin):
+    """Our torch statement of the paper preset (Fig. 2 reading): BN + ReLU after every conv
+    but the logit conv, head conv 2 included; the state-dict names are the authors'."""
+
+    def forward(self, x):
+        relu = torch.relu
+        xs = [x]
+        for _ in range(len(self.input_conv) - 1):
+            xs.append(F.max_pool2d(xs[-1], 3, 2, 1))
+        f = [relu(bn(conv(xi))) for conv, bn, xi in zip(self.input_conv, self.input_bnm, xs)]
+        n = len(f)
+        for layer in self.interlink_layers:
+            new = []
+            for i, node in enumerate(layer.iCNN_Nodelist):
+                parts = ([F.max_pool2d(f[i - 1], 3, 2, 1)] if i > 0 else []) + [f[i]]
+                if i < n - 1:
+                    parts.append(F.interpolate(f[i + 1], size=f[i].shape[2:], mode="nearest"))
+                h = relu(node.inter_conv_node_batchnorm(node.inter_conv_node(torch.cat(parts, 1))))
+                new.append(relu(node.conv_node_batchnorm(node.conv_node(h))))
+            f = new
+        nodes = self.interlink_layers[-1].iCNN_Nodelist
+        g = f[-1]
+        for i in reversed(range(n - 1)):
+            h = torch.cat([f[i], F.interpolate(g, size=f[i].shape[2:], mode="nearest")], 1)
+            g = relu(nodes[i].output_conv_node_batchnorm(nodes[i].output_conv_node(h)))
+        h = relu(self.last_con1_bnm(self.last_conv1(g)))
+        h = relu(self.last_con2_bnm(self.last_conv2(h)))
+        return self.last_conv3(h)
+
+
+def test_paper_preset_matches_a_torch_statement_eval_and_train():
+    """The paper preset (what the shipped configs train), shrunk to tiny widths, against
+    TorchPaperTwin with the same weights: eval and train-mode forward and BN statistics."""
+    cfg = dataclasses.replace(ICNNConfig.paper(3), channels=(4, 6, 8), num_interlink_layers=2)
+    torch.manual_seed(3)
+    twin = randomise_batchnorm(TorchPaperTwin(3, chs=cfg.channels, layers=2, k=3, k_last=3), seed=4)
+    variables = torch_icnn_to_flax(twin.state_dict(), cfg)
+    model = ICNN(cfg)
+    x = np.random.default_rng(2).uniform(size=(2, 12, 10, 3)).astype(np.float32)
+    y_flax = np.asarray(model.apply(variables, jnp.asarray(x), train=False))
+    y_torch = _torch_eval(twin, x)
+    assert np.abs(y_torch).max() > 0.05
+    np.testing.assert_allclose(y_flax, y_torch, rtol=1e-4, atol=1e-5)
+
+    y_flax_t, upd = model.apply(variables, jnp.asarray(x), train=True, mutable=["batch_stats"])
+    with torch.no_grad():
+        y_torch_t = twin.train()(torch.from_numpy(x).permute(0, 3, 1, 2)).permute(0, 2, 3, 1).numpy()
+    np.testing.assert_allclose(np.asarray(y_flax_t), y_torch_t, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(upd["batch_stats"]["last_con2_bnm"]["mean"],
+                               twin.last_con2_bnm.running_mean.numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_paper_preset_features_are_relu_of_batch_normalised_convs():
+    """Properties only BN + ReLU has: in train mode the first input conv's features, before
+    the ReLU, have per-channel batch mean beta and std gamma; after it they are >= 0 with
+    zeros where the normalised value was negative."""
+    cfg = dataclasses.replace(ICNNConfig.paper(3), channels=(4, 6), num_interlink_layers=1)
+    model = ICNN(cfg)
+    x = jnp.asarray(np.random.default_rng(5).uniform(size=(3, 8, 8, 3)), jnp.float32)
+    v = random_variables(model, x, train=False)
+    _, state = model.apply(v, x, train=True, mutable=["batch_stats", "intermediates"],
+                           capture_intermediates=True)
+    inter = state["intermediates"]
+    conv = np.asarray(inter["input_conv_0"]["__call__"][0], np.float64)
+    bn = np.asarray(inter["input_bnm_0"]["__call__"][0], np.float64)
+    gamma = np.asarray(v["params"]["input_bnm_0"]["scale"])
+    beta = np.asarray(v["params"]["input_bnm_0"]["bias"])
+    expected = (conv - conv.mean((0, 1, 2))) / np.sqrt(conv.var((0, 1, 2)) + cfg.bn_epsilon) * gamma + beta
+    np.testing.assert_allclose(bn, expected, rtol=1e-4, atol=1e-5)
+    # Inside a node: the second conv receives relu(BN output of the first), recomputed here.
+    first = np.asarray(inter["interlink_layers_0"]["node_0"]["inter_conv_node_batchnorm"]["__call__"][0])
+    after = np.asarray(inter["interlink_layers_0"]["node_0"]["conv_node"]["__call__"][0])
+    k = v["params"]["interlink_layers_0"]["node_0"]["conv_node"]
+    relu_first = jnp.asarray(np.maximum(first, 0.0))
+    recomputed = jax.lax.conv_general_dilated(relu_first, k["kernel"], (1, 1), ((1, 1), (1, 1)),
+                                              dimension_numbers=("NHWC", "HWIO", "NHWC")) + k["bias"]
+    np.testing.assert_allclose(after, np.asarray(recomputed), rtol=1e-4, atol=1e-5)
+    assert (first < 0).mean() > 0.2  # the ReLU really cuts something
+
+
 def test_converter_rejects_bad_state_dict():
     sd = TorchICNNTwin(9).state_dict()
     missing = {k: v for k, v in sd.items() if not k.startswith("last_conv3")}
