@@ -1,4 +1,5 @@
-"""augment: the paper's 5-copy scheme, determinism, and image/label consistency."""
+"""augment: the paper's 5-copy scheme, determinism, image/label consistency, the measured
+rotation / shift / scale against the configured ranges and axes, and where noise goes."""
 
 import numpy as np
 import pytest
@@ -93,3 +94,134 @@ def test_bad_input_errors():
         A.augment(image, soft[:10], 1, A.AugmentConfig(), 0)
     with pytest.raises(ValueError, match="copy_index"):
         A.augment(image, soft, 5, A.AugmentConfig(), 0)
+
+
+# --------------------------------------------------------------------------- measured geometry
+#
+# A "coordinate image" holds in each pixel its own (x + 10, y + 10, 200). Bilinear
+# interpolation reproduces linear functions exactly, so after a warp every output pixel
+# inside the image still holds the source coordinates it was sampled from; a least-squares
+# fit then recovers the applied affine map, whatever the code drew.
+
+H, W = 40, 120  # not square: the shift bounds of y (0.2 H) and x (0.2 W) differ
+
+
+def _coordinate_image(h=H, w=W):
+    y, x = np.mgrid[:h, :w]
+    return np.stack([x + 10, y + 10, np.full_like(x, 200)], -1).astype(np.uint8)
+
+
+def _measure(out_image):
+    """(angle_deg, scale, (shift_y, shift_x) in pixels) of the forward warp that made
+    ``out_image`` from the coordinate image (cv2.getRotationMatrix2D conventions)."""
+    inside = out_image[..., 2] == 200
+    core = inside.copy()  # drop the pixels next to the border (mixed with black)
+    core[1:] &= inside[:-1]
+    core[:-1] &= inside[1:]
+    core[:, 1:] &= inside[:, :-1]
+    core[:, :-1] &= inside[:, 1:]
+    v, u = np.nonzero(core)
+    assert len(u) >= 30, "too little of the image is left to measure"
+    design = np.stack([u, v, np.ones_like(u)], -1).astype(np.float64)
+    src = out_image[v, u, :2].astype(np.float64) - 10.0
+    inverse, *_ = np.linalg.lstsq(design, src, rcond=None)  # (3, 2): [u v 1] -> (x, y)
+    inverse = np.vstack([inverse.T, [0, 0, 1]])
+    forward = np.linalg.inv(inverse)
+    angle = np.degrees(np.arctan2(forward[0, 1], forward[0, 0]))
+    scale = np.hypot(forward[0, 0], forward[0, 1])
+    centre = np.array([(W - 1) / 2, (H - 1) / 2, 1.0])
+    moved = forward @ centre
+    return angle, scale, (moved[1] - centre[1], moved[0] - centre[0])
+
+
+def test_measurement_recovers_a_known_warp():
+    import cv2
+
+    image = _coordinate_image()
+    m = A.affine_matrix((H, W), angle_deg=7.0, shift=(-3.0, 11.0), scale=0.8)
+    angle, scale, (sy, sx) = _measure(cv2.warpAffine(image, m, (W, H), flags=cv2.INTER_LINEAR))
+    assert angle == pytest.approx(7.0, abs=0.1)
+    assert scale == pytest.approx(0.8, abs=0.005)
+    assert (sy, sx) == pytest.approx((-3.0, 11.0), abs=0.2)
+
+
+@pytest.mark.parametrize("cfg, seeds", [
+    (A.AugmentConfig(noise_std=0.0), range(30)),
+    (A.AugmentConfig(noise_std=0.0, max_rotation_deg=5.0, max_shift=0.05,
+                     scale_range=(0.9, 1.1)), range(12)),
+])
+def test_applied_rotation_shift_and_scale_follow_the_configured_ranges_and_axes(cfg, seeds):
+    image = _coordinate_image()
+    soft = np.zeros((H, W, 11), np.uint8)
+    soft[..., 0] = 255
+    lo, hi = cfg.scale_range
+    angles, scales, shifts_y, shifts_x = [], [], [], []
+    for seed in seeds:
+        for copy in range(1, 5):
+            ops = A.applied_ops(copy, cfg, seed)
+            angle, scale, (sy, sx) = _measure(A.augment(image, soft, copy, cfg, seed)[0])
+            if "rotate" in ops:
+                assert abs(angle) <= cfg.max_rotation_deg + 0.2, (seed, copy, angle)
+                angles.append(abs(angle))
+            else:
+                assert abs(angle) < 0.2, (seed, copy, ops, angle)
+            if "scale" in ops:
+                assert lo - 0.01 <= scale <= hi + 0.01, (seed, copy, scale)
+                scales.append(scale)
+            else:
+                assert abs(scale - 1) < 0.005, (seed, copy, ops, scale)
+            if "shift" in ops:
+                # y moves by at most max_shift * H, x by at most max_shift * W
+                assert abs(sy) <= cfg.max_shift * H + 0.3, (seed, copy, sy)
+                assert abs(sx) <= cfg.max_shift * W + 0.3, (seed, copy, sx)
+                shifts_y.append(abs(sy))
+                shifts_x.append(abs(sx))
+            else:
+                assert abs(sy) < 0.3 and abs(sx) < 0.3, (seed, copy, ops, sy, sx)
+    # ... and the draws fill those ranges (x shifts go well past the y bound).
+    assert max(angles) > 0.6 * cfg.max_rotation_deg
+    assert max(shifts_y) > 0.5 * cfg.max_shift * H
+    assert max(shifts_x) > 1.5 * cfg.max_shift * H and max(shifts_x) > 0.5 * cfg.max_shift * W
+    assert min(scales) < lo + 0.3 * (hi - lo) and max(scales) > hi - 0.3 * (hi - lo)
+
+
+# --------------------------------------------------------------------------- noise
+
+
+@pytest.mark.parametrize("scheme", ["paper", "authors"])
+def test_noise_changes_only_the_image_of_the_copies_that_draw_it(scheme):
+    """With and without noise (same seed, same draws): the labels are identical for every
+    copy, and the image differs exactly in the copies whose ops include noise."""
+    image, soft = _face()
+    base = A.AugmentConfig() if scheme == "paper" else A.AugmentConfig.authors()
+    quiet = A.AugmentConfig(**{**base.__dict__, "noise_std": 0.0})
+    with_noise = 0
+    for seed in range(6):
+        for copy in range(5):
+            noisy_image, noisy_soft = A.augment(image, soft, copy, base, seed)
+            clean_image, clean_soft = A.augment(image, soft, copy, quiet, seed)
+            np.testing.assert_array_equal(noisy_soft, clean_soft)
+            if "noise" in A.applied_ops(copy, base, seed):
+                with_noise += 1
+                assert np.abs(noisy_image.astype(int) - clean_image).mean() > 5
+            else:
+                np.testing.assert_array_equal(noisy_image, clean_image)
+    assert with_noise >= 3
+
+
+def test_noise_has_the_configured_std_and_where_it_applies():
+    grey = np.full((48, 48, 3), 128, np.uint8)
+    grey[:, :16] = 0  # black band (padding)
+    soft = np.zeros((48, 48, 11), np.uint8)
+    soft[..., 0] = 255
+    for cfg, black_noisy in ((A.AugmentConfig(noise_std=0.05), True),
+                             (A.AugmentConfig.authors(), False)):
+        seed = next(s for s in range(50) if A.applied_ops(1, cfg, s) == ["noise"])
+        out = A.augment(grey, soft, 1, cfg, seed)[0].astype(float)
+        diff = out[:, 16:] - 128.0
+        assert diff.std() == pytest.approx(cfg.noise_std * 255.0, rel=0.1)
+        assert abs(diff.mean()) < 1.5
+        if black_noisy:  # the paper's noise is everywhere (clipped at 0)
+            assert (out[:, :16] > 0).mean() > 0.3
+        else:  # the authors' keeps black padding black
+            assert (out[:, :16] == 0).all()

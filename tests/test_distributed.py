@@ -79,16 +79,50 @@ def test_mesh_without_data_axis_is_refused():
         distributed.compile_train_step(lambda axis_name=None: None, mesh)
 
 
+DIVERGENCE_SCRIPT = """
+import json
+import jax
+import numpy as np
+from stn_icnn_jax.train import distributed
+
+assert len(jax.devices()) == 2, jax.devices()
+mesh = distributed.make_mesh(2)
+
+def replicated(*copies):
+    return jax.make_array_from_single_device_arrays(
+        np.shape(copies[0]), distributed.replicated(mesh),
+        [jax.device_put(np.asarray(c), d) for c, d in zip(copies, mesh.devices.flat)])
+
+same = replicated(np.arange(6, dtype=np.float32), np.arange(6, dtype=np.float32))
+unequal = replicated(np.full(3, 1.0, np.float32), np.array([1.0, 1.5, 0.75], np.float32))
+ints = replicated(np.array([2, 7], np.int32), np.array([2, 4], np.int32))
+tree = {"a": same, "b": [unequal, {"c": ints}], "d": 3.0}
+print("RESULT " + json.dumps({
+    "shards": [len(x.addressable_shards) for x in (same, unequal, ints)],
+    "same": distributed.replica_divergence({"a": same}),
+    "unequal": distributed.replica_divergence(unequal),
+    "ints": distributed.replica_divergence(ints),
+    "tree": distributed.replica_divergence(tree),
+}))
+"""
+
+
 def test_replica_divergence_sees_unequal_copies():
-    devices = jax.devices()
+    """On 2 fake devices (a subprocess): replicated arrays whose device copies differ
+    report the largest absolute difference, equal copies 0.0 (hand-worked values)."""
     assert distributed.replica_divergence({"a": jax.numpy.ones(3)}) == 0.0
-    if len(devices) < 2:
-        return  # the 4-device subprocess checks equal copies; unequal needs 2 devices here
-    mesh = distributed.make_mesh(2)
-    x = jax.make_array_from_single_device_arrays(
-        (3,), distributed.replicated(mesh),
-        [jax.device_put(np.full(3, v, np.float32), d) for v, d in zip((1.0, 1.5), mesh.devices)])
-    assert distributed.replica_divergence(x) == pytest.approx(0.5)
+    env = _env(2)
+    root = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")])
+    proc = subprocess.run([sys.executable, "-c", DIVERGENCE_SCRIPT], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    r = _result(proc.stdout, proc.stderr, "divergence script")
+    assert r["shards"] == [2, 2, 2]  # really two copies of each array
+    assert r["same"] == 0.0
+    assert r["unequal"] == pytest.approx(0.5)  # |1.5 - 1.0| beats |0.75 - 1.0|
+    assert r["ints"] == pytest.approx(3.0)  # |4 - 7|
+    assert r["tree"] == pytest.approx(3.0)  # the worst leaf of the tree
 
 
 # --------------------------------------------------------------------------- 4 fake devices

@@ -39,7 +39,8 @@ from stn_icnn_jax.model.icnn import (
 
 TINY = ICNNConfig(num_labels=3, channels=(2, 3, 4), num_interlink_layers=1, kernel_size=3,
                   head_kernel_size=3)
-LAYOUT_FILE = Path("/work/shared/reference/torch-state-dict-layout.txt")
+# Names and shapes of the authors' state dicts (facts kept in the repository).
+LAYOUT_FILE = Path(__file__).with_name("data") / "authors_state_dict_layout.txt"
 
 
 def random_variables(module, x, seed=0, **kwargs):
@@ -398,23 +399,59 @@ def test_torch_twin_matches_authors_counts():
     assert sum(p.numel() for p in twin.parameters() if p.grad is not None) == 559_931
 
 
-@pytest.mark.skipif(not LAYOUT_FILE.exists(), reason="reference layout file not available")
-def test_torch_twin_state_dict_matches_reference_layout():
-    text = LAYOUT_FILE.read_text().splitlines()
+def read_layout() -> tuple[dict, dict]:
+    """(stage-1, stage-2) {name: shape} from LAYOUT_FILE; ``model.{0,1,2}.x`` expands to
+    one entry per listed index."""
     stage1, stage2, section = {}, {}, None
-    for line in text:
+    for line in LAYOUT_FILE.read_text().splitlines():
         if line.startswith("# stage-1"):
             section = stage1
         elif line.startswith("# stage-2"):
             section = stage2
         elif line.startswith("#") or not line.strip():
             continue
-        elif section is not None:
-            m = re.match(r"(\S+) \((.*)\)", line)
-            section[m.group(1)] = tuple(int(s) for s in m.group(2).split(",") if s.strip())
+        else:
+            m = re.fullmatch(r"(\S+) \((.*)\)", line)
+            shape = tuple(int(v) for v in m.group(2).split(",") if v.strip())
+            b = re.fullmatch(r"(.*)\{([\d,]+)\}(.*)", m.group(1))
+            names = [b.group(1) + k + b.group(3) for k in b.group(2).split(",")] if b else [m.group(1)]
+            for name in names:
+                assert name not in section, f"{name} listed twice"
+                section[name] = shape
+    return stage1, stage2
+
+
+def test_layout_file_is_complete():
+    stage1, stage2 = read_layout()
+    assert len(stage1) == 301 and len(stage2) == 4 * 301
+    assert stage1["last_conv3.weight"] == (9, 9, 9, 9)
+    assert stage2["model.3.last_conv2.weight"] == (4, 16, 5, 5)
+    assert stage2["model.0.input_conv.0.weight"] == (8, 3, 5, 5)
+
+
+def test_torch_twin_state_dict_matches_reference_layout():
+    stage1, stage2 = read_layout()
     for twin, want in ((TorchICNNTwin(9), stage1), (TorchStage2Twin(), stage2)):
         got = {k: tuple(v.shape) for k, v in twin.state_dict().items()}
         assert got == want
+
+
+def test_converters_accept_the_reference_layout():
+    """A state dict made from the layout facts alone (no twin) converts for the authors'
+    presets, and every used tensor lands where its shape says."""
+    stage1, stage2 = read_layout()
+    rng = np.random.default_rng(0)
+    sd1 = {k: rng.normal(size=s).astype(np.float32) for k, s in stage1.items()}
+    v = torch_icnn_to_flax(sd1, ICNNConfig.authors(9))
+    np.testing.assert_array_equal(v["params"]["last_conv3"]["kernel"],
+                                  sd1["last_conv3.weight"].transpose(2, 3, 1, 0))
+    np.testing.assert_array_equal(
+        v["batch_stats"]["interlink_layers_2"]["node_1"]["conv_node_batchnorm"]["var"],
+        sd1["interlink_layers.2.iCNN_Nodelist.1.conv_node_batchnorm.running_var"])
+    sd2 = {k: rng.normal(size=s).astype(np.float32) for k, s in stage2.items()}
+    v2 = torch_parts_to_flax(sd2, ICNNConfig.authors(2))
+    np.testing.assert_array_equal(v2["params"]["mouth"]["last_conv2"]["bias"],
+                                  sd2["model.3.last_conv2.bias"])
 
 
 def _torch_eval(twin, x_nhwc):
@@ -465,6 +502,86 @@ def test_parity_with_pytorch_stage2_flip_sharing():
     for k, (o, t) in enumerate(zip(outs, touts)):
         np.testing.assert_allclose(np.asarray(o), t.permute(0, 2, 3, 1).numpy(),
                                    rtol=1e-4, atol=1e-4, err_msg=PART_NAMES[k])
+
+
+class TorchPaperTwin(TorchICNNTwin):
+    """Our torch statement of the paper preset (Fig. 2 reading): BN + ReLU after every conv
+    but the logit conv, head conv 2 included; the state-dict names are the authors'."""
+
+    def forward(self, x):
+        relu = torch.relu
+        xs = [x]
+        for _ in range(len(self.input_conv) - 1):
+            xs.append(F.max_pool2d(xs[-1], 3, 2, 1))
+        f = [relu(bn(conv(xi))) for conv, bn, xi in zip(self.input_conv, self.input_bnm, xs)]
+        n = len(f)
+        for layer in self.interlink_layers:
+            new = []
+            for i, node in enumerate(layer.iCNN_Nodelist):
+                parts = ([F.max_pool2d(f[i - 1], 3, 2, 1)] if i > 0 else []) + [f[i]]
+                if i < n - 1:
+                    parts.append(F.interpolate(f[i + 1], size=f[i].shape[2:], mode="nearest"))
+                h = relu(node.inter_conv_node_batchnorm(node.inter_conv_node(torch.cat(parts, 1))))
+                new.append(relu(node.conv_node_batchnorm(node.conv_node(h))))
+            f = new
+        nodes = self.interlink_layers[-1].iCNN_Nodelist
+        g = f[-1]
+        for i in reversed(range(n - 1)):
+            h = torch.cat([f[i], F.interpolate(g, size=f[i].shape[2:], mode="nearest")], 1)
+            g = relu(nodes[i].output_conv_node_batchnorm(nodes[i].output_conv_node(h)))
+        h = relu(self.last_con1_bnm(self.last_conv1(g)))
+        h = relu(self.last_con2_bnm(self.last_conv2(h)))
+        return self.last_conv3(h)
+
+
+def test_paper_preset_matches_a_torch_statement_eval_and_train():
+    """The paper preset (what the shipped configs train), shrunk to tiny widths, against
+    TorchPaperTwin with the same weights: eval and train-mode forward and BN statistics."""
+    cfg = dataclasses.replace(ICNNConfig.paper(3), channels=(4, 6, 8), num_interlink_layers=2)
+    torch.manual_seed(3)
+    twin = randomise_batchnorm(TorchPaperTwin(3, chs=cfg.channels, layers=2, k=3, k_last=3), seed=4)
+    variables = torch_icnn_to_flax(twin.state_dict(), cfg)
+    model = ICNN(cfg)
+    x = np.random.default_rng(2).uniform(size=(2, 12, 10, 3)).astype(np.float32)
+    y_flax = np.asarray(model.apply(variables, jnp.asarray(x), train=False))
+    y_torch = _torch_eval(twin, x)
+    assert np.abs(y_torch).max() > 0.05
+    np.testing.assert_allclose(y_flax, y_torch, rtol=1e-4, atol=1e-5)
+
+    y_flax_t, upd = model.apply(variables, jnp.asarray(x), train=True, mutable=["batch_stats"])
+    with torch.no_grad():
+        y_torch_t = twin.train()(torch.from_numpy(x).permute(0, 3, 1, 2)).permute(0, 2, 3, 1).numpy()
+    np.testing.assert_allclose(np.asarray(y_flax_t), y_torch_t, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(upd["batch_stats"]["last_con2_bnm"]["mean"],
+                               twin.last_con2_bnm.running_mean.numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_paper_preset_features_are_relu_of_batch_normalised_convs():
+    """Properties only BN + ReLU has: in train mode the first input conv's features, before
+    the ReLU, have per-channel batch mean beta and std gamma; after it they are >= 0 with
+    zeros where the normalised value was negative."""
+    cfg = dataclasses.replace(ICNNConfig.paper(3), channels=(4, 6), num_interlink_layers=1)
+    model = ICNN(cfg)
+    x = jnp.asarray(np.random.default_rng(5).uniform(size=(3, 8, 8, 3)), jnp.float32)
+    v = random_variables(model, x, train=False)
+    _, state = model.apply(v, x, train=True, mutable=["batch_stats", "intermediates"],
+                           capture_intermediates=True)
+    inter = state["intermediates"]
+    conv = np.asarray(inter["input_conv_0"]["__call__"][0], np.float64)
+    bn = np.asarray(inter["input_bnm_0"]["__call__"][0], np.float64)
+    gamma = np.asarray(v["params"]["input_bnm_0"]["scale"])
+    beta = np.asarray(v["params"]["input_bnm_0"]["bias"])
+    expected = (conv - conv.mean((0, 1, 2))) / np.sqrt(conv.var((0, 1, 2)) + cfg.bn_epsilon) * gamma + beta
+    np.testing.assert_allclose(bn, expected, rtol=1e-4, atol=1e-5)
+    # Inside a node: the second conv receives relu(BN output of the first), recomputed here.
+    first = np.asarray(inter["interlink_layers_0"]["node_0"]["inter_conv_node_batchnorm"]["__call__"][0])
+    after = np.asarray(inter["interlink_layers_0"]["node_0"]["conv_node"]["__call__"][0])
+    k = v["params"]["interlink_layers_0"]["node_0"]["conv_node"]
+    relu_first = jnp.asarray(np.maximum(first, 0.0))
+    recomputed = jax.lax.conv_general_dilated(relu_first, k["kernel"], (1, 1), ((1, 1), (1, 1)),
+                                              dimension_numbers=("NHWC", "HWIO", "NHWC")) + k["bias"]
+    np.testing.assert_allclose(after, np.asarray(recomputed), rtol=1e-4, atol=1e-5)
+    assert (first < 0).mean() > 0.2  # the ReLU really cuts something
 
 
 def test_converter_rejects_bad_state_dict():

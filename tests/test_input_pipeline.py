@@ -1,4 +1,5 @@
-"""input_pipeline: the grain loader's layout, determinism, workers and errors."""
+"""input_pipeline: the grain loader's layout (rough image = bilinear RGB resize, checked
+against a numpy statement), augmentation seeds per example, determinism, workers and errors."""
 
 import numpy as np
 import pytest
@@ -127,3 +128,65 @@ def test_image_larger_than_canvas_names_the_record():
 def test_unknown_feature():
     with pytest.raises(ValueError, match="unknown batch features"):
         ip.make_loader(_records(), ("rough_image", "stage9"), _config())
+
+
+def _bilinear_resize(image, size):
+    """Half-pixel-centre bilinear resize (what cv2.INTER_LINEAR does), restated in numpy:
+    output pixel o samples the input at (o + 0.5) * n / size - 0.5, clamped to the edge."""
+
+    def axis(n):
+        src = np.clip((np.arange(size) + 0.5) * n / size - 0.5, 0, n - 1)
+        lo = np.floor(src).astype(int)
+        hi = np.minimum(lo + 1, n - 1)
+        return lo, hi, src - lo
+
+    image = image.astype(np.float64)
+    (y0, y1, fy), (x0, x1, fx) = axis(image.shape[0]), axis(image.shape[1])
+    fy, fx = fy[:, None, None], fx[None, :, None]
+    top = image[y0][:, x0] * (1 - fx) + image[y0][:, x1] * fx
+    bottom = image[y1][:, x0] * (1 - fx) + image[y1][:, x1] * fx
+    return top * (1 - fy) + bottom * fy
+
+
+def test_rough_image_is_the_bilinear_resize_of_the_rgb_image():
+    recs = _records(3)
+    # A smooth image (bilinear and nearest differ by a lot on it) with distinct channels.
+    h, w = recs[1]["image"].shape[:2]
+    y, x = np.mgrid[:h, :w]
+    recs[1]["image"] = np.stack([255 * x / w, 255 * y / h, 128 + 100 * np.sin(x / 3.0 + y / 5.0)],
+                                -1).astype(np.uint8)
+    batch = next(iter(ip.make_loader(recs, ("rough_image", "canvas"), _config())))
+    for k, rec in enumerate(recs):
+        expected = _bilinear_resize(rec["image"], 32) / 255.0
+        # cv2 interpolates uint8 in fixed point: at most one grey level off.
+        np.testing.assert_allclose(batch["rough_image"][k], expected, atol=1.01 / 255)
+    # Hand-worked: a 4x4 -> 2x2 resize averages each 2x2 block (sample at 0.5, 2.5).
+    image = np.arange(16, dtype=np.uint8).reshape(4, 4, 1).repeat(3, -1) * 10
+    tiny = next(iter(ip.make_loader([{**recs[0], "image": image, "soft_labels": recs[0]["soft_labels"][:4, :4]}],
+                                    ("rough_image",), _config(rough_size=2, batch_size=1))))
+    np.testing.assert_allclose(tiny["rough_image"][0, ..., 0] * 255, [[25, 45], [105, 125]], atol=0.51)
+
+
+def test_rough_image_and_canvas_keep_rgb_channel_order():
+    rec = _records(1)[0]
+    rec["image"] = np.zeros_like(rec["image"])
+    rec["image"][..., 0] = 250  # red
+    rec["image"][..., 2] = 20   # a little blue
+    batch = next(iter(ip.make_loader([rec], ("rough_image", "canvas", "image_origin"),
+                                     _config(batch_size=1))))
+    np.testing.assert_allclose(batch["rough_image"][0, ..., 0], 250 / 255, atol=1e-6)
+    np.testing.assert_allclose(batch["rough_image"][0, ..., 1], 0.0)
+    np.testing.assert_allclose(batch["rough_image"][0, ..., 2], 20 / 255, atol=1e-6)
+    top, left = batch["image_origin"][0]
+    assert tuple(batch["canvas"][0, top + 3, left + 3]) == (250, 0, 20)
+
+
+def test_copies_of_identical_records_get_different_augmentations():
+    """Augmentation seeds depend on the example index: the same copy of two identical
+    records (examples i and i + 5) is augmented differently; copy 0 stays the original."""
+    rec = _records(1)[0]
+    cfg = _config(augment=augment.AugmentConfig(), batch_size=5, seed=2)
+    first, second = list(ip.make_loader([rec, dict(rec)], ("canvas",), cfg))
+    np.testing.assert_array_equal(first["canvas"][0], second["canvas"][0])
+    for copy in range(1, 5):
+        assert not np.array_equal(first["canvas"][copy], second["canvas"][copy]), copy

@@ -304,3 +304,107 @@ def test_resnet18_parity_with_pytorch():
     assert np.abs(theta_t).max() > 1e-2
     with pytest.raises(ValueError, match="missing"):
         torch_resnet18_to_flax({k: v for k, v in twin.state_dict().items() if k != "fc.bias"}, cfg)
+
+
+# --------------------------------------------------------------------------- vgg9 values
+
+
+def _torch_vgg9(variables, cfg):
+    """Our torch statement of the VGG-9 localiser (paper Fig. 3 as documented in
+    localizer.py): [conv3x3/p1 + BN + ReLU] x 2 then avg-pool 3/2/1 (valid pixels only),
+    repeated, flattened in (h, w, c) order, one dense layer; weights copied from flax."""
+    import torch
+    from torch import nn as tnn
+
+    p, s = variables["params"]["features"], variables["batch_stats"]["features"]
+    layers = []
+    in_ch = cfg.in_channels
+    for k, c in enumerate(cfg.channels):
+        conv, bn = tnn.Conv2d(in_ch, c, 3, 1, 1), tnn.BatchNorm2d(c, eps=cfg.bn_epsilon)
+        with torch.no_grad():
+            conv.weight.copy_(torch.from_numpy(np.array(p[f"conv_{k}"]["kernel"]).transpose(3, 2, 0, 1)))
+            conv.bias.copy_(torch.from_numpy(np.array(p[f"conv_{k}"]["bias"])))
+            bn.weight.copy_(torch.from_numpy(np.array(p[f"bn_{k}"]["scale"])))
+            bn.bias.copy_(torch.from_numpy(np.array(p[f"bn_{k}"]["bias"])))
+            bn.running_mean.copy_(torch.from_numpy(np.array(s[f"bn_{k}"]["mean"])))
+            bn.running_var.copy_(torch.from_numpy(np.array(s[f"bn_{k}"]["var"])))
+        layers += [conv, bn, tnn.ReLU()]
+        if k % 2 == 1:
+            layers.append(tnn.AvgPool2d(3, 2, 1, count_include_pad=False))
+        in_ch = c
+    body = tnn.Sequential(*layers)
+    fc = variables["params"]["fc"]
+    w = torch.from_numpy(np.array(fc["kernel"]))
+    b = torch.from_numpy(np.array(fc["bias"]))
+
+    def run(x_nhwc, train):
+        body.train(train)
+        with torch.no_grad():
+            f = body(torch.from_numpy(np.array(x_nhwc)).permute(0, 3, 1, 2))
+            free = f.permute(0, 2, 3, 1).reshape(f.shape[0], -1) @ w + b
+        sx, sy, tx, ty = free.numpy().reshape(-1, cfg.num_parts, 4).transpose(2, 0, 1)
+        zero = np.zeros_like(sx)
+        return np.stack([np.stack([sx, zero, tx], -1), np.stack([zero, sy, ty], -1)], -2)
+
+    return run
+
+
+def _random_bn(variables, seed=3):
+    """Non-trivial BN scale/bias/statistics so the comparison sees them."""
+    rng = np.random.default_rng(seed)
+
+    def fill(path, leaf):
+        name = path[-1].key
+        if name in ("scale", "var"):
+            return jnp.asarray(rng.uniform(0.5, 1.5, leaf.shape), leaf.dtype)
+        if name == "mean" or (name == "bias" and "bn_" in jax.tree_util.keystr(path)):
+            return jnp.asarray(rng.normal(size=leaf.shape) * 0.1, leaf.dtype)
+        return leaf
+
+    return jax.tree_util.tree_map_with_path(fill, variables)
+
+
+def test_vgg9_matches_a_torch_statement_eval_and_train():
+    cfg = LocalizerConfig(input_size=16, channels=(4, 4, 6, 6, 8, 8, 8, 8), head_init_scale=0.3)
+    model = Localizer(cfg)
+    x = _probs((3, 16, 16, 9), seed=4)
+    variables = _random_bn(_init(model, x))
+    torch_run = _torch_vgg9(variables, cfg)
+    theta = np.asarray(model.apply(variables, x, train=False))
+    expected = torch_run(x, train=False)
+    np.testing.assert_allclose(theta, expected, rtol=1e-4, atol=1e-5)
+    # the head is not at its init: the features matter
+    assert np.abs(theta - np.asarray(theta_from_params(INIT))).max() > 0.01
+    theta_t, _ = model.apply(variables, x, train=True, mutable=["batch_stats"])
+    np.testing.assert_allclose(np.asarray(theta_t), torch_run(x, train=True), rtol=1e-4, atol=1e-5)
+
+
+def test_vgg9_features_are_non_negative_and_pooled_over_valid_pixels():
+    """conv_2 receives max(BN output of conv_1, 0) average-pooled 3/2/1 over the valid
+    pixels only (a corner averages 2x2 pixels), recomputed by hand in train mode."""
+    model = Localizer(SMALL)
+    x = _probs((2, 32, 32, 9), seed=6)
+    v = _random_bn(_init(model, x))
+    _, state = model.apply(v, x, train=True, mutable=["batch_stats", "intermediates"],
+                           capture_intermediates=True)
+    feats = state["intermediates"]["features"]
+    bn1 = np.asarray(feats["bn_1"]["__call__"][0])
+    relu1 = np.maximum(bn1, 0.0)
+    assert (bn1 < 0).mean() > 0.2
+    # conv_2 sees relu1 average-pooled 3/2/1 over the valid pixels only: pool by hand
+    # (hand-worked: the corner averages relu1[:2, :2], pixel (1, 1) relu1[1:4, 1:4]) and
+    # recompute conv_2's output from it.
+    hand = np.zeros((2, 16, 16, relu1.shape[-1]))
+    for i in range(16):
+        for j in range(16):
+            rows = slice(max(2 * i - 1, 0), min(2 * i + 2, 32))
+            cols = slice(max(2 * j - 1, 0), min(2 * j + 2, 32))
+            hand[:, i, j] = relu1[:, rows, cols].mean((1, 2))
+    np.testing.assert_allclose(hand[:, 0, 0], relu1[:, :2, :2].mean((1, 2)))
+    np.testing.assert_allclose(hand[:, 1, 1], relu1[:, 1:4, 1:4].mean((1, 2)))
+    k2 = v["params"]["features"]["conv_2"]
+    recomputed = jax.lax.conv_general_dilated(
+        jnp.asarray(hand, jnp.float32), k2["kernel"], (1, 1), ((1, 1), (1, 1)),
+        dimension_numbers=("NHWC", "HWIO", "NHWC")) + k2["bias"]
+    np.testing.assert_allclose(np.asarray(feats["conv_2"]["__call__"][0]), np.asarray(recomputed),
+                               rtol=1e-4, atol=1e-5)

@@ -1,7 +1,8 @@
 """pipeline: the composed STN-iCNN pass on tiny configs.
 
 Checks what users rely on: ground-truth crops + perfect part predictions paste back to
-exactly the label map (docs/authors-code.md §2.5), the training pass returns label crops made with
+exactly the label map (docs/authors-code.md §2.5), soft overlapping part probabilities
+fuse as eq. 5 (product of backgrounds) against a numpy statement, the training pass returns label crops made with
 the same theta, gradients of the part loss reach K and L through the sampler, and the
 jitted parse compiles once.
 """
@@ -14,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from stn_icnn_jax import losses, part_centers, taxonomy
+from stn_icnn_jax import losses, part_centers, sampler, taxonomy
 from stn_icnn_jax.model import stn_icnn
 from stn_icnn_jax.model.icnn import ICNNConfig
 from stn_icnn_jax.model.localizer import LocalizerConfig
@@ -89,6 +90,59 @@ def test_perfect_parts_paste_back_to_the_label_map(convention, frame):
     labels = np.asarray(jnp.argmax(fused, -1))
     np.testing.assert_array_equal(labels, batch["canvas_label"])
     np.testing.assert_allclose(np.asarray(fused.sum(-1))[labels > 0], 1.0, atol=1e-6)
+
+
+# Integer part centres (y, x) on the 64 canvas: brow/eye/nose/mouth windows overlap, and
+# the mouth's 15x15 crop runs 6 rows past the bottom edge.
+FUSION_CENTERS = np.array([[20, 20], [20, 42], [25, 23], [25, 40], [33, 31], [56, 30]])
+
+
+def _numpy_fusion(probs, centers, canvas):
+    """Eq. 5 restated in numpy for 1:1 crops at integer centres: part pixel (i, j) lies on
+    canvas pixel (cy - r + i, cx - r + j); background = product over the parts of their
+    background probability (1 outside a part's crop); class c = the foreground
+    probability of the one part that holds c (0 outside its crop)."""
+    r = CROP // 2
+    background = np.ones((canvas, canvas))
+    foreground = np.zeros((canvas, canvas, 8))
+    for p, (classes, (cy, cx)) in enumerate(zip(taxonomy.PART_CLASSES, centers)):
+        y0, x0 = cy - r, cx - r
+        ys, xs = slice(max(y0, 0), min(y0 + CROP, canvas)), slice(max(x0, 0), min(x0 + CROP, canvas))
+        part = probs[p][max(-y0, 0) : max(-y0, 0) + ys.stop - ys.start,
+                        max(-x0, 0) : max(-x0, 0) + xs.stop - xs.start]
+        background[ys, xs] *= part[..., 0]
+        for k, c in enumerate(classes):
+            foreground[ys, xs, c - 1] = part[..., 1 + k]
+    return np.concatenate([background[..., None], foreground], axis=-1)
+
+
+@pytest.mark.parametrize("convention", ["paper", "authors"])
+def test_fusion_of_soft_overlapping_parts_is_eq5(convention):
+    cfg = tiny_config(theta_convention=convention, theta_frame="canvas")
+    theta = sampler.theta_from_centers(jnp.asarray(FUSION_CENTERS[None], jnp.float32),
+                                       (CROP, CROP), (CANVAS, CANVAS), convention)
+    # The crops really are the integer windows the numpy statement assumes.
+    index = np.arange(CANVAS * CANVAS, dtype=np.int32).reshape(1, CANVAS, CANVAS)
+    where = np.rint(np.asarray(sampler.crop(jnp.asarray(index, jnp.float32)[..., None], theta,
+                                            (CROP, CROP), mode="nearest",
+                                            align_corners=cfg.align_corners))[0, ..., 0])
+    r = CROP // 2
+    for p, (cy, cx) in enumerate(FUSION_CENTERS[:5]):
+        np.testing.assert_array_equal(where[p], index[0, cy - r : cy + r + 1, cx - r : cx + r + 1])
+    rng = np.random.default_rng(3)
+    probs = [np.asarray(jax.nn.softmax(2.0 * rng.normal(size=(CROP, CROP, n)), axis=-1), np.float32)
+             for n in taxonomy.PART_NUM_LABELS]
+    fused = np.asarray(stn_icnn.fuse_parts(tuple(jnp.asarray(q[None]) for q in probs), theta,
+                                           (CANVAS, CANVAS), cfg))[0]
+    expected = _numpy_fusion(probs, FUSION_CENTERS, CANVAS)
+    np.testing.assert_allclose(fused, expected, atol=1e-6)
+    # Hand-worked pixel where brow_L and eye_L overlap and nothing else reaches.
+    y, x = 19, 18
+    bl = probs[0][y - 20 + r, x - 20 + r]
+    el = probs[2][y - 25 + r, x - 23 + r]
+    np.testing.assert_allclose(fused[y, x], [bl[0] * el[0], bl[1], 0, el[1], 0, 0, 0, 0, 0],
+                               atol=1e-6)
+    assert min(bl[0], el[0]) - bl[0] * el[0] > 0.01  # a min-fusion would show here
 
 
 def test_gt_crops_of_image_and_canvas_frames_agree():
