@@ -256,10 +256,11 @@ def test_mirrored_part_models_follow_the_convention():
                      head_kernel_size=3)
     model = PartModels(cfg, share_left_right=True)
     x = jnp.asarray(np.random.default_rng(0).uniform(size=(2, 6, 9, 11, 3)), jnp.float32)
-    v = model.init(jax.random.PRNGKey(1), x, train=False)
+    v = jax.jit(lambda key, a: model.init(key, a, train=False))(jax.random.PRNGKey(1), x)
+    apply = jax.jit(lambda a: model.apply(v, a, train=False))
     flip = lambda a: jnp.flip(a, axis=2)  # noqa: E731  (width of NHWC)
     order = [1, 0, 3, 2, 4, 5]  # brow_L <-> brow_R, eye_L <-> eye_R
     x_mirror = jnp.stack([flip(x[:, k]) for k in order], axis=1)
-    outs, outs_m = model.apply(v, x, train=False), model.apply(v, x_mirror, train=False)
+    outs, outs_m = apply(x), apply(x_mirror)
     for k in range(4):
         np.testing.assert_allclose(outs_m[k], flip(outs[order[k]]), rtol=1e-5, atol=1e-5)
