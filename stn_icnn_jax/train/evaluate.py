@@ -87,9 +87,9 @@ def _batches(source: Any, features, input_config: input_pipeline.InputConfig):
     for _ in range(steps):
         batch = next(loader, None)
         if batch is None:  # this process's share is done: a row that is not counted
-            if filler is None:
-                one = ProcessShard(source, 0, len(source))  # record 0 alone
-                filler = next(iter(input_pipeline.make_loader(one, features, input_config)))
+            if filler is None:  # record 0, laid out as the others
+                filler = next(iter(input_pipeline.make_loader([source[0]], features,
+                                                              input_config)))
             yield _pad_batch(filler, input_config.batch_size)[0], 0
         else:
             yield _pad_batch(batch, input_config.batch_size)
