@@ -48,7 +48,8 @@ def test_loaded_weights_compute_what_the_originals_do(tmp_path, smoke):
     x = np.random.default_rng(1).uniform(size=(2, 64, 64, 3)).astype(np.float32)
     a = stn_icnn.apply_module(model, variables, stn_icnn.STNiCNN.rough_logits, x, train=False)
     b = stn_icnn.apply_module(model, loaded.variables, stn_icnn.STNiCNN.rough_logits, x, train=False)
-    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    for u, v in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True):
+        np.testing.assert_array_equal(np.asarray(u), np.asarray(v))
 
 
 def test_damaged_and_foreign_files_are_named(tmp_path, smoke):
