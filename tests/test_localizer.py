@@ -239,59 +239,15 @@ def test_resnet18_init_boxes_and_any_size():
 # --------------------------------------------------------------------------- torch parity
 
 
-def _torch_resnet18_twin(num_out=36):
-    """Our own torch statement of torchvision's resnet18 layout with the authors' 9-channel
-    conv1 and fc 512 -> 36 (notes sec. 2.1); torchvision itself is not importable here."""
-    import torch
-    from torch import nn as tnn
-
-    class Block(tnn.Module):
-        def __init__(self, cin, cout, stride):
-            super().__init__()
-            self.conv1 = tnn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-            self.bn1 = tnn.BatchNorm2d(cout)
-            self.conv2 = tnn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-            self.bn2 = tnn.BatchNorm2d(cout)
-            self.downsample = None
-            if stride != 1 or cin != cout:
-                self.downsample = tnn.Sequential(tnn.Conv2d(cin, cout, 1, stride, bias=False),
-                                                 tnn.BatchNorm2d(cout))
-
-        def forward(self, x):
-            h = torch.relu(self.bn1(self.conv1(x)))
-            h = self.bn2(self.conv2(h))
-            return torch.relu(h + (x if self.downsample is None else self.downsample(x)))
-
-    class Net(tnn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv1 = tnn.Conv2d(9, 64, 7, 2, 3, bias=False)
-            self.bn1 = tnn.BatchNorm2d(64)
-            self.maxpool = tnn.MaxPool2d(3, 2, 1)
-            widths = [(64, 64, 1), (64, 128, 2), (128, 256, 2), (256, 512, 2)]
-            for i, (cin, cout, s) in enumerate(widths, start=1):
-                setattr(self, f"layer{i}", tnn.Sequential(Block(cin, cout, s), Block(cout, cout, 1)))
-            self.fc = tnn.Linear(512, num_out)
-
-        def forward(self, x):
-            x = self.maxpool(torch.relu(self.bn1(self.conv1(x))))
-            for i in range(1, 5):
-                x = getattr(self, f"layer{i}")(x)
-            theta = self.fc(x.mean(dim=(2, 3))).view(-1, 6, 2, 3)
-            mask = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]])
-            return theta * mask
-
-    return Net()
-
-
 def test_resnet18_parity_with_pytorch():
     import torch
     from torch_helpers import randomise_batchnorm
+    from torch_twin import TorchResNet18Twin
 
     from stn_icnn_jax.model.localizer import torch_resnet18_to_flax
 
     torch.manual_seed(0)
-    twin = _torch_resnet18_twin()
+    twin = TorchResNet18Twin()
     assert sum(p.numel() for p in twin.parameters()) == 11_213_796  # notes sec. 1.5
     randomise_batchnorm(twin, seed=1)
     cfg = LocalizerConfig(backbone="resnet18")
