@@ -64,28 +64,42 @@ def initial_variables(config, sources, mesh) -> tuple[stn_icnn.STNiCNN, dict]:
     return model, jax.device_put(variables, distributed.replicated(mesh))
 
 
+def restore_stage(stage_name: str, config: ml_collections.ConfigDict, variables: dict,
+                  sources: dict, workdir: Path, mesh) -> tuple[dict, dict | None]:
+    """``(best variables, record)`` a previous run left for ``stage_name`` (no training):
+    ``record`` says how far the stage got (``finished``, ``epochs_done``, ``epochs``,
+    ``best_step``, ``latest_step``, ``selection``: the best validation score, overall F1
+    or minus the theta loss); ``(variables, None)`` if it left no checkpoint."""
+    if not (workdir / stage_name / "checkpoints").is_dir():
+        return variables, None
+    run = loop.StageRun(get_stage(stage_name), config, variables, sources, workdir, mesh)
+    try:
+        if run.resumed_from is None:
+            return variables, None
+        record = {"stage": stage_name, "finished": bool(run.finished),
+                  "epochs_done": int(run.progress["epoch"]), "epochs": int(run.config.epochs),
+                  "best_step": run.progress["best_step"], "latest_step": int(run.resumed_from),
+                  "selection": run.progress["best_selection"]}
+        return run.best_variables(), record
+    finally:
+        run.ckpt.close()
+
+
 def load_stage(stage_name: str, config: ml_collections.ConfigDict, variables: dict,
                sources: dict, workdir: Path, mesh) -> dict:
     """The best variables a previous run left for ``stage_name`` (no training); the
     given ``variables`` if it left none."""
     lead = jax.process_index() == 0
-    if not (workdir / stage_name / "checkpoints").is_dir():
-        if lead:
-            print(f"[{stage_name}] not trained in this work directory; its networks keep "
-                  "their current parameters", flush=True)
-        return variables
-    run = loop.StageRun(get_stage(stage_name), config, variables, sources, workdir, mesh)
-    try:
-        if run.resumed_from is None:
-            return variables
-        if lead:
-            state = "finished" if run.finished else (
-                f"unfinished (epoch {run.progress['epoch']}/{run.config.epochs})")
-            print(f"[{stage_name}] using the {state} stage's best checkpoint "
-                  f"(step {run.progress['best_step'] or run.resumed_from})", flush=True)
-        return run.best_variables()
-    finally:
-        run.ckpt.close()
+    variables, record = restore_stage(stage_name, config, variables, sources, workdir, mesh)
+    if lead and record is None:
+        print(f"[{stage_name}] not trained in this work directory; its networks keep "
+              "their current parameters", flush=True)
+    elif lead:
+        state = "finished" if record["finished"] else (
+            f"unfinished (epoch {record['epochs_done']}/{record['epochs']})")
+        print(f"[{stage_name}] using the {state} stage's best checkpoint "
+              f"(step {record['best_step'] or record['latest_step']})", flush=True)
+    return variables
 
 
 def load_trained(config: ml_collections.ConfigDict, workdir: str | Path, mesh,
