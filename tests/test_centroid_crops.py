@@ -101,33 +101,3 @@ def test_centers_from_theta_inverts_eq21(convention):
     theta = sampler.theta_from_centers(centers, (81, 81), sizes, convention)
     np.testing.assert_allclose(np.asarray(sampler.centers_from_theta(theta, sizes, convention)),
                                centers, atol=2e-3)
-
-
-def test_centroid_crops_go_through_the_same_crop_and_paste_as_labelled_centres():
-    """forward(centroid) == forward(ground truth) with the centroids as the labelled
-    centres: the cropper only changes where the windows are."""
-    config = build.load_config("experiments/configs/smoke.py")
-    config.model.rough_size, config.model.crop_size, config.data.canvas_size = 16, 7, 64
-    model = stn_icnn.STNiCNN(build.model_config(config))
-    variables = jax.jit(lambda k: stn_icnn.init_variables(model, k))(jax.random.key(1, impl="rbg"))
-    rng = np.random.default_rng(2)
-    n = 2
-    batch = {
-        "rough_image": rng.uniform(size=(n, 16, 16, 3)).astype(np.float32),
-        "canvas": rng.integers(0, 255, size=(n, 64, 64, 3)).astype(np.uint8),
-        "image_size": np.array([[40, 30], [36, 48]], np.int32),
-        "image_origin": np.array([[12, 17], [14, 8]], np.int32),
-    }
-    forward = jax.jit(lambda b, source: stn_icnn.forward(model, variables, b, False,
-                                                         theta_source=source)[0],
-                      static_argnames="source")
-    out = forward(batch, "centroid")
-    logits = model.apply(variables, batch["rough_image"], False,
-                         method=stn_icnn.STNiCNN.rough_logits)
-    np.testing.assert_allclose(np.asarray(out["rough_logits"]), np.asarray(logits), atol=1e-5)
-    centers = sampler.centers_from_theta(out["theta"], batch["image_size"][:, None, :].astype(np.float32))
-    gt = forward({**batch, "centers": np.rint(np.asarray(centers))}, "ground_truth")
-    np.testing.assert_allclose(np.asarray(out["theta_canvas"]), np.asarray(gt["theta_canvas"]),
-                               atol=1e-6)
-    for a, b in zip(out["part_logits"], gt["part_logits"], strict=True):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)
