@@ -67,7 +67,7 @@ def fake_run(config, compilation_cache, tmp_path_factory):
 def reference(config, fake_run):
     """``reference(stage, crops) -> (pooled confusion, f1)`` computed independently."""
     sources = load_sources(config, show_progress=False)
-    model, _ = run_lib.initial_variables(config, sources, distributed.make_mesh())
+    model = run_lib.initial_model(config, sources)
     records = sources["test"]
     layout = input_pipeline.Layout(build.input_config(config, 1, training=False),
                                    ("rough_image", "canvas", "image_size", "image_origin",

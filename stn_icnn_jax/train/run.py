@@ -49,14 +49,20 @@ def mean_theta_params(source: Any, config: ml_collections.ConfigDict,
     return np.asarray(params_from_theta(theta)).mean(axis=0)
 
 
-def initial_variables(config, sources, mesh) -> tuple[stn_icnn.STNiCNN, dict]:
+def initial_model(config, sources) -> stn_icnn.STNiCNN:
     """The model with its localiser head at the training set's mean part boxes."""
     cfg = build.model_config(config)
     mean = mean_theta_params(sources["train"], config, cfg)
     cfg = dataclasses.replace(
         cfg, localizer=dataclasses.replace(cfg.localizer, init_params=tuple(map(tuple, mean.tolist())))
     )
-    model = stn_icnn.STNiCNN(cfg)
+    return stn_icnn.STNiCNN(cfg)
+
+
+def initial_variables(config, sources, mesh) -> tuple[stn_icnn.STNiCNN, dict]:
+    """The model with its localiser head at the training set's mean part boxes, and its
+    initial variables."""
+    model = initial_model(config, sources)
     # rbg keys: the default threefry init of these nets takes ~4x longer to compile on CPU;
     # jitted: run eagerly, init dispatches (and compiles) hundreds of small ops one by one.
     key = jax.random.key(config.seed, impl="rbg")
@@ -69,20 +75,42 @@ def restore_stage(stage_name: str, config: ml_collections.ConfigDict, variables:
     """``(best variables, record)`` a previous run left for ``stage_name`` (no training):
     ``record`` says how far the stage got (``finished``, ``epochs_done``, ``epochs``,
     ``best_step``, ``latest_step``, ``selection``: the best validation score, overall F1
-    or minus the theta loss); ``(variables, None)`` if it left no checkpoint."""
-    if not (workdir / stage_name / "checkpoints").is_dir():
+    or minus the theta loss); ``(variables, None)`` if it left no checkpoint.
+
+    Reads only the parameters and BatchNorm statistics of the checkpoint (no optimiser
+    state is built), checked leaf by leaf against ``variables``' structure (arrays, or
+    ``jax.ShapeDtypeStruct``s: every checkpoint holds all three networks). ``sources``
+    is unused (kept for the callers' symmetry with training)."""
+    del sources
+    directory = workdir / stage_name / "checkpoints"
+    if not directory.is_dir():
         return variables, None
-    run = loop.StageRun(get_stage(stage_name), config, variables, sources, workdir, mesh)
+    ckpt = checkpoints.StageCheckpoints(directory, keep=config.train.keep_checkpoints)
     try:
-        if run.resumed_from is None:
+        latest = ckpt.latest_step()
+        if latest is None:
             return variables, None
-        record = {"stage": stage_name, "finished": bool(run.finished),
-                  "epochs_done": int(run.progress["epoch"]), "epochs": int(run.config.epochs),
-                  "best_step": run.progress["best_step"], "latest_step": int(run.resumed_from),
-                  "selection": run.progress["best_selection"]}
-        return run.best_variables(), record
+        _, progress = ckpt.read_progress(latest)
+        best = progress["best_step"] if progress["best_step"] is not None else latest
+        leaves, _ = ckpt.read(best)
     finally:
-        run.ckpt.close()
+        ckpt.close()
+    template = {"params": variables["params"], "batch_stats": variables["batch_stats"]}
+    flat, treedef = jax.tree_util.tree_flatten_with_path(template)
+    restored = []
+    for path, x in flat:
+        key = "." + jax.tree_util.keystr(path)[2:].replace("']", "", 1)
+        if key not in leaves or leaves[key].shape != tuple(x.shape):
+            raise ValueError(f"{directory / str(best)}: no array {key} of shape {tuple(x.shape)}; "
+                             "was it written by a different model configuration?")
+        restored.append(leaves[key])
+    epochs = build.stage_config(config, stage_name).epochs
+    record = {"stage": stage_name, "finished": int(progress["epoch"]) >= epochs,
+              "epochs_done": int(progress["epoch"]), "epochs": int(epochs),
+              "best_step": progress["best_step"], "latest_step": int(latest),
+              "selection": progress["best_selection"]}
+    restored = jax.tree_util.tree_unflatten(treedef, restored)
+    return jax.device_put(restored, distributed.replicated(mesh)), record
 
 
 def load_stage(stage_name: str, config: ml_collections.ConfigDict, variables: dict,
