@@ -380,7 +380,8 @@ def forward(
 def parse(model: STNiCNN, variables: dict, batch: dict,
           theta_source: ThetaSource = "predicted") -> dict[str, jax.Array]:
     """Inference (eqs. 1-6): ``labels (N, C, C)`` int32 on the canvas, plus ``probs``
-    (N, C, C, 9), ``theta_canvas`` and (predicted theta) ``rough_logits``.
+    (N, C, C, 9), ``theta_canvas``, (predicted or centroid theta) ``rough_logits`` and
+    (centroid) ``centroid_present (N, 6)``.
 
     ``theta_source="ground_truth"`` crops at the labelled part centres instead (to score
     the part models alone, as the paper's STN-iCNN* ablations need); ``"centroid"`` at
@@ -394,6 +395,7 @@ def parse(model: STNiCNN, variables: dict, batch: dict,
         "probs": fused,
         "theta_canvas": out["theta_canvas"],
         **({"rough_logits": out["rough_logits"]} if "rough_logits" in out else {}),
+        **({"centroid_present": out["centroid_present"]} if "centroid_present" in out else {}),
     }
 
 
