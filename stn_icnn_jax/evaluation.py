@@ -255,10 +255,12 @@ def load_run(workdir: str | Path, mesh=None, until: str | None = None) -> Traine
     return TrainedRun(workdir, config, model, after, records)
 
 
-def load_weights(path: str | Path, mesh=None) -> tuple[weights_lib.Weights, stn_icnn.STNiCNN, dict]:
+def load_weights(path: str | Path, mesh=None,
+                 weights: weights_lib.Weights | None = None) -> tuple[weights_lib.Weights, stn_icnn.STNiCNN, dict]:
     """``(weights, model, variables on the mesh)`` of a weights file (checked against its
-    config; a missing or damaged file raises ``weights.WeightsFileError``)."""
-    weights = weights_lib.load(path)
+    config; a missing or damaged file raises ``weights.WeightsFileError``); ``weights``:
+    the file already read."""
+    weights = weights or weights_lib.load(path)
     weights_lib.check_variables(weights, path)
     mesh = mesh or distributed.make_mesh(weights.config.train.num_devices or None)
     variables = jax.device_put(weights.variables, distributed.replicated(mesh))
@@ -314,7 +316,7 @@ def evaluate_weights(path: str | Path, split: str = "test", crops: str = "predic
     eval_config = data.apply(weights.config)
     source = split_source(eval_config, split)
     mesh = _mesh_for(weights.config)
-    weights, model, variables = load_weights(path, mesh)
+    weights, model, variables = load_weights(path, mesh, weights)
     scores = score(model, variables, eval_config, source, crops, mesh)
     return {"model": {"weights": str(Path(path).absolute())},
             "stage": weights.record.get("stage"), "split": split, "crops": crops,
