@@ -6,6 +6,7 @@ tests directory is not on their ``sys.path``)."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 from pathlib import Path
 
@@ -62,3 +63,20 @@ def assert_bitwise_equal(a: dict, b: dict, what: str) -> None:
     for key in a:
         assert a[key].dtype == b[key].dtype and a[key].shape == b[key].shape, (what, key)
         assert np.array_equal(a[key], b[key]), f"{what}: {key} differs"
+
+
+@contextlib.contextmanager
+def compilation_cache(path: Path):
+    """XLA's persistent compilation cache in ``path`` for the block (repeated runs in one
+    test then compile each step once)."""
+    import jax
+    from jax.experimental.compilation_cache import compilation_cache as cc
+
+    old = jax.config.jax_compilation_cache_dir
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    cc.reset_cache()
+    try:
+        yield path
+    finally:
+        jax.config.update("jax_compilation_cache_dir", old)
+        cc.reset_cache()
