@@ -27,6 +27,9 @@ def add_parse_parser(subparsers) -> argparse.ArgumentParser:
                         help="a photo without a detected face stays all background "
                              "(default: parse the whole image)")
     parser.add_argument("--batch_size", type=int, default=4, help="faces per compiled call")
+    parser.add_argument("--max_side", type=int, default=None,
+                        help="largest canvas side: bigger frames and photos are shrunk to fit "
+                             "(faster, coarser; default 1024)")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=_cmd_parse)
     return parser
@@ -41,7 +44,7 @@ def _cmd_parse(args: argparse.Namespace) -> int:
         print("error: no photos found in " + ", ".join(args.inputs), file=sys.stderr)
         return 1
     try:
-        parser = api.get_parser(args.weights, args.batch_size)
+        parser = api.get_parser(args.weights, args.batch_size, args.max_side)
     except (weights_lib.WeightsFileError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

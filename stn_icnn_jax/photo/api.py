@@ -58,25 +58,26 @@ _PARSERS_BY_PATH: dict[tuple[str, float], Parser] = {}
 _PARSERS_BY_ID: dict[int, Parser] = {}
 
 
-def get_parser(weights=None, batch_size: int = 4) -> Parser:
+def get_parser(weights=None, batch_size: int = 4, max_side: int | None = None) -> Parser:
     """A (cached) :class:`Parser` for ``weights``: None (the bundled default), a path,
     a loaded :class:`~stn_icnn_jax.weights.Weights` or a ``Parser``. Cached parsers keep
-    their compiled functions, so repeated calls do not recompile."""
+    their compiled functions, so repeated calls do not recompile. ``max_side``: see
+    :class:`~stn_icnn_jax.photo.parser.Parser`."""
     if isinstance(weights, Parser):
         return weights
     if isinstance(weights, weights_lib.Weights):
         parser = _PARSERS_BY_ID.get(id(weights))
-        if parser is None or parser.batch_size != batch_size:
-            parser = Parser(weights, batch_size=batch_size)
+        if parser is None or (parser.batch_size, parser.max_side_arg) != (batch_size, max_side):
+            parser = Parser(weights, batch_size=batch_size, max_side=max_side)
             _PARSERS_BY_ID[id(weights)] = parser
             weakref.finalize(weights, _PARSERS_BY_ID.pop, id(weights), None)
         return parser
     path = default_weights_path() if weights is None else Path(weights)
-    key = (str(path.resolve()), path.stat().st_mtime if path.is_file() else 0.0, batch_size)
+    key = (str(path.resolve()), path.stat().st_mtime if path.is_file() else 0.0, batch_size, max_side)
     if key not in _PARSERS_BY_PATH:
         loaded = weights_lib.load(path)
         weights_lib.check_variables(loaded, path)
-        _PARSERS_BY_PATH[key] = Parser(loaded, batch_size=batch_size)
+        _PARSERS_BY_PATH[key] = Parser(loaded, batch_size=batch_size, max_side=max_side)
     return _PARSERS_BY_PATH[key]
 
 

@@ -35,18 +35,23 @@ class Parser:
     Args:
       weights: a loaded :class:`stn_icnn_jax.weights.Weights`.
       batch_size: images per compiled call (fixed; short batches are padded).
+      max_side: if given, the buckets above it are dropped and ``max_side`` is the
+        largest (photos and frames are shrunk to fit it: faster, coarser).
       canvas_sizes: canvas buckets. A model whose theta is relative to the canvas
         (``theta_frame="canvas"``) has one bucket, its own ``canvas_size``.
     """
 
     def __init__(self, weights, batch_size: int = 4,
-                 canvas_sizes: Sequence[int] = CANVAS_SIZES):
+                 canvas_sizes: Sequence[int] = CANVAS_SIZES, max_side: int | None = None):
         self.model = weights.model()
         self.config = self.model.config
         if self.config.theta_frame == "canvas":
             canvas_sizes = (self.config.canvas_size,)
+        elif max_side is not None:
+            canvas_sizes = [c for c in canvas_sizes if c < max_side] + [int(max_side)]
         self.canvas_sizes = tuple(sorted(int(c) for c in canvas_sizes))
         self.batch_size = int(batch_size)
+        self.max_side_arg = max_side
         self.variables = jax.tree_util.tree_map(jnp.asarray, weights.variables)
         model = self.model
         self._parse = jax.jit(lambda variables, batch: stn_icnn.parse(model, variables, batch)["labels"])
