@@ -81,3 +81,33 @@ def real_photo_set() -> list[tuple[str, np.ndarray, np.ndarray]]:
                              f"the installed one is {image.shape[:2]}")
         out.append((document["photo"], image, rasterise(document["regions"], image.shape[:2])))
     return out
+
+
+def score(weights=None, out_dir: Path | None = None, max_side: int | None = None) -> dict:
+    """Parses every real test photo with ``weights`` (see ``parse_many``) and returns the
+    paper's pooled F1 per set (:func:`stn_icnn_jax.metrics.f1_scores`) over all of them,
+    plus ``"per_photo"`` scores. With ``out_dir``, writes ``NAME.parsed_overlay.png``
+    (prediction) beside ``NAME.labels_overlay.png`` (the hand labels)."""
+    import warnings
+
+    from PIL import Image
+
+    from stn_icnn_jax import metrics
+    from stn_icnn_jax.photo import api, outputs
+
+    photos = real_photo_set()
+    parser = api.get_parser(weights, batch_size=2, max_side=max_side)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", api.NoFaceWarning)
+        maps, infos = api.parse_many([im for _, im, _ in photos], parser, return_info=True)
+    total = np.zeros((taxonomy.NUM_CLASSES,) * 2, np.int64)
+    per_photo = {}
+    for (name, image, label), pred, info in zip(photos, maps, infos):
+        confusion = np.asarray(metrics.confusion_matrix(pred, label))
+        total += confusion
+        per_photo[name] = {"faces_found": info.faces, **metrics.f1_scores(confusion)}
+        if out_dir is not None:
+            Path(out_dir).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(outputs.overlay(image, pred)).save(Path(out_dir) / f"{name}.parsed_overlay.png")
+            Image.fromarray(outputs.overlay(image, label)).save(Path(out_dir) / f"{name}.labels_overlay.png")
+    return {**metrics.f1_scores(total), "per_photo": per_photo}
