@@ -1,8 +1,8 @@
-"""Rasterises the real-photo polygons and writes overlays to look at.
+"""Rasterises the real-photo polygons and writes pictures to check them by eye.
 
 For each labelled photo (stn_icnn_jax/photo/real_photo_labels/*.json) writes
-``OUT/NAME.labels_overlay.png`` (the photo with the 9-class labels blended in and the
-polygon outlines drawn) and ``OUT/NAME.labels_zoom.png`` (the face region enlarged 4x).
+``OUT/NAME.labels.png``: the face region with the rasterised 9-class labels blended in
+(``real_photos.face_zoom``, 4x) and each polygon's outline drawn in its class colour.
 
     python experiments/rasterise_real_labels.py [--out experiments/results/real_photos]
 """
@@ -16,7 +16,9 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from stn_icnn_jax import taxonomy
-from stn_icnn_jax.photo import outputs, real_photos
+from stn_icnn_jax.photo import real_photos
+
+SCALE, MARGIN = 4, 20
 
 
 def main() -> None:
@@ -25,23 +27,17 @@ def main() -> None:
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    documents = {real_photos.load_labels(p)["photo"]: real_photos.load_labels(p)
-                 for p in real_photos.label_files()}
+    documents = {d["photo"]: d for d in map(real_photos.load_labels, real_photos.label_files())}
     for name, image, label in real_photos.real_photo_set():
-        picture = Image.fromarray(outputs.overlay(image, label, alpha=0.4))
+        zoom = Image.fromarray(real_photos.face_zoom(image, label, label, SCALE, MARGIN))
         ys, xs = np.nonzero(label)
-        x0, y0 = max(0, xs.min() - 20), max(0, ys.min() - 20)
-        x1, y1 = min(image.shape[1], xs.max() + 20), min(image.shape[0], ys.max() + 20)
-        scale = 4
-        zoom = picture.crop((x0, y0, x1, y1)).resize(((x1 - x0) * scale, (y1 - y0) * scale),
-                                                     Image.NEAREST)
+        x0, y0 = max(0, xs.min() - MARGIN), max(0, ys.min() - MARGIN)
         draw = ImageDraw.Draw(zoom)
         for region in documents[name]["regions"]:
             colour = tuple(int(v) for v in taxonomy.PALETTE[taxonomy.CLASS_NAMES.index(region["class"])])
-            points = [((x - x0) * scale, (y - y0) * scale) for x, y in region["points"]]
+            points = [((x - x0) * SCALE, (y - y0) * SCALE) for x, y in region["points"]]
             draw.line(points + points[:1], fill=colour, width=1)
-        picture.save(out / f"{name}.labels_overlay.png")
-        zoom.save(out / f"{name}.labels_zoom.png")
+        zoom.save(out / f"{name}.labels.png")
         present = [taxonomy.CLASS_NAMES[c] for c in np.unique(label) if c]
         print(f"{name}: {image.shape[1]}x{image.shape[0]}, classes {present}")
 

@@ -83,17 +83,32 @@ def real_photo_set() -> list[tuple[str, np.ndarray, np.ndarray]]:
     return out
 
 
+def face_zoom(image: np.ndarray, labels: np.ndarray, reference: np.ndarray,
+              scale: int = 3, margin: int = 20) -> np.ndarray:
+    """The overlay of ``labels`` on ``image`` cropped to the hand-labelled face region
+    (bounding box of ``reference``'s facial classes plus ``margin``), enlarged ``scale``x
+    (nearest): small pictures for the README."""
+    from stn_icnn_jax.photo import outputs
+
+    ys, xs = np.nonzero(reference)
+    y0, x0 = max(0, ys.min() - margin), max(0, xs.min() - margin)
+    y1, x1 = min(image.shape[0], ys.max() + margin), min(image.shape[1], xs.max() + margin)
+    picture = outputs.overlay(image[y0:y1, x0:x1], labels[y0:y1, x0:x1], alpha=0.45)
+    return np.repeat(np.repeat(picture, scale, axis=0), scale, axis=1)
+
+
 def score(weights=None, out_dir: Path | None = None, max_side: int | None = None) -> dict:
     """Parses every real test photo with ``weights`` (see ``parse_many``) and returns the
     paper's pooled F1 per set (:func:`stn_icnn_jax.metrics.f1_scores`) over all of them,
-    plus ``"per_photo"`` scores. With ``out_dir``, writes ``NAME.parsed_overlay.png``
-    (prediction) beside ``NAME.labels_overlay.png`` (the hand labels)."""
+    plus ``"per_photo"`` scores. With ``out_dir``, writes ``NAME.parsed.png`` (the
+    prediction over the face region, :func:`face_zoom`; the hand labels' picture is
+    ``experiments/rasterise_real_labels.py``'s ``NAME.labels.png``)."""
     import warnings
 
     from PIL import Image
 
     from stn_icnn_jax import metrics
-    from stn_icnn_jax.photo import api, outputs
+    from stn_icnn_jax.photo import api
 
     photos = real_photo_set()
     parser = api.get_parser(weights, batch_size=2, max_side=max_side)
@@ -108,6 +123,5 @@ def score(weights=None, out_dir: Path | None = None, max_side: int | None = None
         per_photo[name] = {"faces_found": info.faces, **metrics.f1_scores(confusion)}
         if out_dir is not None:
             Path(out_dir).mkdir(parents=True, exist_ok=True)
-            Image.fromarray(outputs.overlay(image, pred)).save(Path(out_dir) / f"{name}.parsed_overlay.png")
-            Image.fromarray(outputs.overlay(image, label)).save(Path(out_dir) / f"{name}.labels_overlay.png")
+            Image.fromarray(face_zoom(image, pred, label)).save(Path(out_dir) / f"{name}.parsed.png")
     return {**metrics.f1_scores(total), "per_photo": per_photo}
