@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import tempfile
 from pathlib import Path
 
 import jax
@@ -38,3 +40,10 @@ def tiny_weights_file(folder: Path, seed: int = 0, scale: float = 1.0) -> Path:
         draw, {k: template[k] for k in ("params", "batch_stats")})
     return weights_lib.save(Path(folder) / "tiny.stnw", variables, config,
                             {"made_by": "tests/parse_helpers.py: smoke config, random init"})
+
+
+@functools.lru_cache(maxsize=None)
+def shared_weights_file() -> Path:
+    """One tiny weights file per test process: every test that parses with it (API and
+    command line, ``max_side=256``, batch 2) shares one cached, compiled Parser."""
+    return tiny_weights_file(Path(tempfile.mkdtemp(prefix="stn_icnn_parse_tests_")))

@@ -1,7 +1,7 @@
 """stn_icnn_jax.parse / parse_many on arrays, paths, PIL images, modes, EXIF, faces.
 
 One tiny random-weights model (smoke config) and one Parser (batch 2, one 256 canvas
-bucket) serve every test, so the module compiles the model once."""
+bucket) serve every test (and the command-line tests), so the model compiles once."""
 
 from __future__ import annotations
 
@@ -16,13 +16,12 @@ from stn_icnn_jax import weights as weights_lib
 from stn_icnn_jax.photo import api, framing, images
 from stn_icnn_jax.photo.parser import Parser
 from stn_icnn_jax.photo.real_photos import PHOTO_FILES
-from parse_helpers import tiny_weights_file
+from parse_helpers import shared_weights_file
 
 
 @pytest.fixture(scope="module")
-def parser(tmp_path_factory):
-    path = tiny_weights_file(tmp_path_factory.mktemp("weights"))
-    return Parser(weights_lib.load(path), batch_size=2, max_side=256)
+def parser():
+    return api.get_parser(shared_weights_file(), batch_size=2, max_side=256)
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +143,7 @@ def test_no_face_fallback_and_skip(parser):
 def test_two_faces_side_by_side_are_each_parsed(parser, astronaut):
     face = astronaut[20:260, 110:350]
     pair = np.concatenate([face, face], axis=1)  # 240 x 480
-    (labels,), (info,) = [x for x in quiet_parse_many([pair], parser, return_info=True)]
+    (labels,), (info,) = quiet_parse_many([pair], parser, return_info=True)
     assert info.faces == 2
     centres = sorted(f.face[0] + f.face[2] / 2 for f in info.frames)
     assert centres[0] < 240 < centres[1]

@@ -12,11 +12,11 @@ from stn_icnn_jax import taxonomy
 from stn_icnn_jax.cli.main import main
 from stn_icnn_jax.photo import api
 from stn_icnn_jax.photo.real_photos import PHOTO_FILES
-from parse_helpers import tiny_weights_file
+from parse_helpers import shared_weights_file
 
 
 def test_cli_parses_a_folder_and_names_the_corrupt_file(tmp_path, capsys):
-    weights = tiny_weights_file(tmp_path)
+    weights = shared_weights_file()
     photos = tmp_path / "photos"
     photos.mkdir()
     shutil.copy(PHOTO_FILES["grace_hopper"](), photos / "grace.jpg")
@@ -57,7 +57,7 @@ def test_cli_parses_a_folder_and_names_the_corrupt_file(tmp_path, capsys):
 
 
 def test_cli_all_good_exits_zero_without_overlay(tmp_path, capsys):
-    weights = tiny_weights_file(tmp_path)
+    weights = shared_weights_file()
     photo = tmp_path / "blank.png"
     Image.fromarray(np.full((60, 80, 3), 90, np.uint8)).save(photo)
     out = tmp_path / "out"

@@ -13,7 +13,6 @@ in fixed-size batches by one jitted function compiled once per canvas bucket
 from __future__ import annotations
 
 import dataclasses
-import os
 import warnings
 import weakref
 from importlib import resources
