@@ -199,3 +199,12 @@ def test_missing_default_weights_say_so(monkeypatch):
     monkeypatch.setattr(api, "DEFAULT_WEIGHTS_NAME", "no-such-file.stnw")
     with pytest.raises(weights_lib.WeightsFileError, match="bundled default weights are missing"):
         stn_icnn_jax.parse(np.zeros((8, 8, 3), np.uint8))
+
+
+def test_parsers_are_cached_per_weights(tmp_path):
+    path = shared_weights_file()
+    assert api.get_parser(path, 2, 256) is api.get_parser(path, 2, 256)
+    loaded = weights_lib.load(path)
+    first = api.get_parser(loaded, 2)
+    assert api.get_parser(loaded, 2) is first and first.canvas_sizes == (256, 512, 768, 1024)
+    assert api.get_parser(first) is first

@@ -36,6 +36,8 @@ def add_parse_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def _cmd_parse(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
     from stn_icnn_jax import weights as weights_lib
     from stn_icnn_jax.photo import api, outputs
 
@@ -52,7 +54,7 @@ def _cmd_parse(args: argparse.Namespace) -> int:
           "(up to a minute on a CPU)", file=sys.stderr)
     failures = outputs.parse_files(
         paths, args.out, parser, with_overlay=args.overlay, face_fallback=args.face_fallback,
-        batch_size=args.batch_size, report=lambda m: print(m, file=sys.stderr),
+        batch_size=args.batch_size, report=lambda m: tqdm.write(m, file=sys.stderr),
         progress=not args.no_progress,
     )
     done = len(paths) - len(failures)
