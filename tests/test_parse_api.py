@@ -208,3 +208,13 @@ def test_parsers_are_cached_per_weights(tmp_path):
     first = api.get_parser(loaded, 2)
     assert api.get_parser(loaded, 2) is first and first.canvas_sizes == (256, 512, 768, 1024)
     assert api.get_parser(first) is first
+
+
+def test_the_canvas_bucket_does_not_change_the_labels(parser, astronaut):
+    # The same face crop on the shared parser's 256 canvas and on a 160 canvas.
+    face = np.ascontiguousarray(astronaut[40:160, 170:290])
+    small = Parser(weights_lib.load(shared_weights_file()), batch_size=2, canvas_sizes=(160,))
+    on_160, = small.parse_arrays([face])
+    on_256, = parser.parse_arrays([face])
+    assert (on_256 > 0).sum() > 100
+    np.testing.assert_array_equal(on_160, on_256)
