@@ -24,10 +24,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"stn-icnn {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     from stn_icnn_jax.cli.data import add_data_parser  # `stn-icnn data ...`
+    from stn_icnn_jax.cli.parse import add_parse_parser  # `stn-icnn parse ...`
     from stn_icnn_jax.cli.train import add_train_parser  # `stn-icnn train ...`
 
     add_data_parser(subparsers)
     add_train_parser(subparsers)
+    add_parse_parser(subparsers)
     return parser
 
 
