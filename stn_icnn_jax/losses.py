@@ -42,10 +42,11 @@ def segmentation_loss(
       kind: ``"bce"`` (paper eq. 16) or ``"ce"`` (authors' softmax cross entropy).
 
     Returns:
-      scalar float32 loss, the mean over all pixels (and channels for BCE).
+      scalar loss in at least float32 (bf16 logits are widened; float64 stays), the mean
+      over all pixels (and channels for BCE).
     """
     _check_logits_labels(logits, labels)
-    logits = logits.astype(jnp.float32)
+    logits = logits.astype(jnp.promote_types(logits.dtype, jnp.float32))
     if kind == "ce":
         return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
     if kind == "bce":
@@ -63,7 +64,8 @@ def smooth_l1(pred: jax.Array, target: jax.Array, beta: float = 1.0) -> jax.Arra
     """
     if pred.shape != target.shape:
         raise ValueError(f"pred shape {pred.shape} != target shape {target.shape}")
-    diff = jnp.abs(pred.astype(jnp.float32) - target.astype(jnp.float32))
+    dtype = jnp.promote_types(jnp.promote_types(pred.dtype, target.dtype), jnp.float32)
+    diff = jnp.abs(pred.astype(dtype) - target.astype(dtype))
     return jnp.where(diff < beta, 0.5 * diff**2 / beta, diff - 0.5 * beta).mean()
 
 

@@ -6,6 +6,7 @@ tests directory is not on their ``sys.path``)."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 from pathlib import Path
 
@@ -105,3 +106,19 @@ def write_fake_run(config, workdir: Path, stages: tuple[str, ...] | None = None,
             stage_run.ckpt.close()
         after[name] = variables
     return after
+
+@contextlib.contextmanager
+def compilation_cache(path: Path):
+    """XLA's persistent compilation cache in ``path`` for the block (repeated runs in one
+    test then compile each step once)."""
+    import jax
+    from jax.experimental.compilation_cache import compilation_cache as cc
+
+    old = jax.config.jax_compilation_cache_dir
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    cc.reset_cache()
+    try:
+        yield path
+    finally:
+        jax.config.update("jax_compilation_cache_dir", old)
+        cc.reset_cache()

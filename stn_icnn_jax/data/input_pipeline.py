@@ -121,7 +121,10 @@ class Layout(grain.MapTransform):
     def map(self, record: dict) -> dict:
         cfg = self._config
         image = np.asarray(record["image"])
-        soft = np.asarray(record["soft_labels"])
+        want = set(self._features)
+        # A photo without labels (inference) needs no soft_labels.
+        soft = (np.asarray(record["soft_labels"])
+                if want & {"rough_label", "canvas_label", "centers"} else None)
         h, w = image.shape[:2]
         size = cfg.canvas_size
         if h > size or w > size:
@@ -130,13 +133,13 @@ class Layout(grain.MapTransform):
                 f"{size}x{size} canvas; raise canvas_size"
             )
         out: dict[str, np.ndarray] = {}
-        want = set(self._features)
         if want & {"rough_image", "rough_label"}:
             r = cfg.rough_size
             rough = cv2.resize(image, (r, r), interpolation=cv2.INTER_LINEAR)
             out["rough_image"] = rough.astype(np.float32) / 255.0
-            rough_soft = cv2.resize(soft, (r, r), interpolation=cv2.INTER_LINEAR)
-            out["rough_label"] = labels.hard_label(rough_soft.reshape(r, r, -1)).astype(np.int32)
+            if "rough_label" in want:
+                rough_soft = cv2.resize(soft, (r, r), interpolation=cv2.INTER_LINEAR)
+                out["rough_label"] = labels.hard_label(rough_soft.reshape(r, r, -1)).astype(np.int32)
         top, left = (size - h) // 2, (size - w) // 2
         out["image_size"] = np.array([h, w], np.int32)
         out["image_origin"] = np.array([top, left], np.int32)

@@ -1,0 +1,1 @@
+"""Package data: ``default.stnw``, the bundled default weights (see README "Parse your photos")."""

@@ -1,0 +1,127 @@
+"""A small real-photo test set: public-domain face photos shipped inside installed
+packages, labelled by this project as polygons (JSON in ``real_photo_labels/``, pixel
+coordinates only; the photos themselves are read from their packages).
+
+    for name, image, label in real_photo_set():   # uint8 (H, W, 3), (H, W) 9-class
+        ...
+
+Each JSON file: ``photo`` (name), ``source``, ``size_hw``, ``notes`` and ``regions``, a
+list of ``{"class": CLASS_NAME, "points": [[x, y], ...]}`` painted in order (a later
+region covers an earlier one). A pixel belongs to a polygon when its centre
+(x + 0.5, y + 0.5) lies inside it.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+from matplotlib.path import Path as PolygonPath
+
+from stn_icnn_jax import taxonomy
+from stn_icnn_jax.photo import images
+
+
+def _grace_hopper() -> Path:
+    import matplotlib.cbook
+
+    return Path(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+
+
+def _astronaut() -> Path:
+    import skimage.data
+
+    return Path(skimage.data.__file__).parent / "astronaut.png"
+
+
+#: Where each labelled photo comes from (a function returning its path in a package).
+PHOTO_FILES = {"grace_hopper": _grace_hopper, "astronaut": _astronaut}
+
+
+def label_files() -> list[Path]:
+    """The polygon JSON files, sorted by name."""
+    folder = resources.files("stn_icnn_jax.photo") / "real_photo_labels"
+    return sorted(Path(str(p)) for p in folder.iterdir() if p.name.endswith(".json"))
+
+
+def rasterise(regions: list[dict], shape: tuple[int, int]) -> np.ndarray:
+    """Polygons -> (H, W) uint8 9-class map: background 0, each region's class painted in
+    order where the pixel centre lies inside its polygon."""
+    h, w = shape
+    ys, xs = np.mgrid[0:h, 0:w]
+    centres = np.stack([xs.ravel() + 0.5, ys.ravel() + 0.5], axis=1)
+    out = np.zeros(h * w, np.uint8)
+    for region in regions:
+        name = region["class"]
+        if name not in taxonomy.CLASS_NAMES[1:]:
+            raise ValueError(f"unknown class {name!r}; use one of {taxonomy.CLASS_NAMES[1:]}")
+        inside = PolygonPath(np.asarray(region["points"], float)).contains_points(centres)
+        out[inside] = taxonomy.CLASS_NAMES.index(name)
+    return out.reshape(h, w)
+
+
+def load_labels(path: Path) -> dict:
+    document = json.loads(Path(path).read_text())
+    for key in ("photo", "size_hw", "regions"):
+        if key not in document:
+            raise ValueError(f"{path}: missing {key!r}")
+    return document
+
+
+def real_photo_set() -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """``(name, image uint8 (H, W, 3), label (H, W) uint8)`` for every labelled photo."""
+    out = []
+    for path in label_files():
+        document = load_labels(path)
+        image = images.to_rgb(PHOTO_FILES[document["photo"]]())
+        if list(image.shape[:2]) != list(document["size_hw"]):
+            raise ValueError(f"{path}: labels are for a {document['size_hw']} photo, "
+                             f"the installed one is {image.shape[:2]}")
+        out.append((document["photo"], image, rasterise(document["regions"], image.shape[:2])))
+    return out
+
+
+def face_zoom(image: np.ndarray, labels: np.ndarray, reference: np.ndarray,
+              scale: int = 3, margin: int = 20) -> np.ndarray:
+    """The overlay of ``labels`` on ``image`` cropped to the hand-labelled face region
+    (bounding box of ``reference``'s facial classes plus ``margin``), enlarged ``scale``x
+    (nearest): small pictures for the README."""
+    from stn_icnn_jax.photo import outputs
+
+    ys, xs = np.nonzero(reference)
+    y0, x0 = max(0, ys.min() - margin), max(0, xs.min() - margin)
+    y1, x1 = min(image.shape[0], ys.max() + margin), min(image.shape[1], xs.max() + margin)
+    picture = outputs.overlay(image[y0:y1, x0:x1], labels[y0:y1, x0:x1], alpha=0.45)
+    return np.repeat(np.repeat(picture, scale, axis=0), scale, axis=1)
+
+
+def score(weights=None, out_dir: Path | None = None, max_side: int | None = None) -> dict:
+    """Parses every real test photo with ``weights`` (see ``parse_many``) and returns the
+    paper's pooled F1 per set (:func:`stn_icnn_jax.metrics.f1_scores`) over all of them,
+    plus ``"per_photo"`` scores. With ``out_dir``, writes ``NAME.parsed.png`` (the
+    prediction over the face region, :func:`face_zoom`; the hand labels' picture is
+    ``experiments/rasterise_real_labels.py``'s ``NAME.labels.png``)."""
+    import warnings
+
+    from PIL import Image
+
+    from stn_icnn_jax import metrics
+    from stn_icnn_jax.photo import api
+
+    photos = real_photo_set()
+    parser = api.get_parser(weights, batch_size=2, max_side=max_side)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", api.NoFaceWarning)
+        maps, infos = api.parse_many([im for _, im, _ in photos], parser, return_info=True)
+    total = np.zeros((taxonomy.NUM_CLASSES,) * 2, np.int64)
+    per_photo = {}
+    for (name, image, label), pred, info in zip(photos, maps, infos):
+        confusion = np.asarray(metrics.confusion_matrix(pred, label))
+        total += confusion
+        per_photo[name] = {"faces_found": info.faces, **metrics.f1_scores(confusion)}
+        if out_dir is not None:
+            Path(out_dir).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(face_zoom(image, pred, label)).save(Path(out_dir) / f"{name}.parsed.png")
+    return {**metrics.f1_scores(total), "per_photo": per_photo}

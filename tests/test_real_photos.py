@@ -1,0 +1,55 @@
+"""The real-photo test set: the polygon rasteriser, the labelled photos, and the bundled
+default model's F1 floor on them."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from stn_icnn_jax import taxonomy
+from stn_icnn_jax.photo import api, real_photos
+
+#: Pooled overall F1 the bundled default weights must reach on the real photos. Set
+#: from the measured score of the bundled file (experiments/eval_real_photos.py) minus a
+#: margin when the weights are added.
+OVERALL_F1_FLOOR = 0.2
+
+
+def test_rasterise_a_hand_worked_polygon():
+    # A right triangle (0,0)-(3.8,0)-(0,3.8): pixel centres (x+.5, y+.5) inside when
+    # x + y + 1 < 3.8, i.e. x + y <= 2 (no centre lies on the edge).
+    # Then a 1x1 square (2,2)-(3,3) painted over it as nose (pixel (2, 2) only).
+    regions = [{"class": "left_eye", "points": [[0, 0], [3.8, 0], [0, 3.8]]},
+               {"class": "nose", "points": [[2, 2], [3, 2], [3, 3], [2, 3]]}]
+    got = real_photos.rasterise(regions, (4, 5))
+    np.testing.assert_array_equal(got, [
+        [3, 3, 3, 0, 0],
+        [3, 3, 0, 0, 0],
+        [3, 0, 5, 0, 0],
+        [0, 0, 0, 0, 0],
+    ])
+
+
+def test_the_labelled_photos():
+    photos = {name: (image, label) for name, image, label in real_photos.real_photo_set()}
+    assert set(photos) == {"grace_hopper", "astronaut"}
+    image, label = photos["astronaut"]
+    assert image.shape == (512, 512, 3) and label.shape == (512, 512)
+    assert set(np.unique(label)) == set(range(9))
+    image, label = photos["grace_hopper"]
+    assert image.shape == (600, 512, 3)
+    assert set(np.unique(label)) == {0, 3, 4, 5, 6, 8}  # brows under the glasses, mouth shut
+    for _, label in photos.values():  # left classes on the image's left
+        for left, right in ((1, 2), (3, 4)):
+            if (label == left).any():
+                assert np.nonzero(label == left)[1].mean() < np.nonzero(label == right)[1].mean()
+
+
+def test_bundled_default_weights_reach_the_floor_on_real_photos():
+    # Fails (never skips) when the bundled weights are missing: the release needs them.
+    api.default_weights_path()
+    scores = real_photos.score()
+    for name, row in scores["per_photo"].items():
+        assert row["faces_found"] == 1, name
+    assert scores["overall"] >= OVERALL_F1_FLOOR, scores
+    assert scores["eyes"] > 0 and scores["nose"] > 0, scores
+    assert set(taxonomy.F1_SETS) <= set(scores)
