@@ -107,5 +107,23 @@ def format_f1_table(scores: Mapping[str, float]) -> str:
     names = list(scores)
     head = "| " + " | ".join(names) + " |"
     rule = "|" + "---|" * len(names)
-    row = "| " + " | ".join(f"{scores[n]:.3f}" for n in names) + " |"
-    return "\n".join([head, rule, row])
+    return "\n".join([head, rule, _f1_row(scores, names)])
+
+
+def _f1_row(scores: Mapping[str, float], names: list[str]) -> str:
+    return "| " + " | ".join(f"{scores[n]:.3f}" for n in names) + " |"
+
+
+def format_f1_rows(rows: Mapping[str, Mapping[str, float] | str],
+                   first_column: str = "model") -> str:
+    """A Markdown table with one labelled row per entry of ``rows`` (label -> scores in
+    the paper's column order, or a text shown across the row, e.g. "not trained")."""
+    names = next((list(v) for v in rows.values() if not isinstance(v, str)), list(F1_SETS))
+    lines = ["| " + " | ".join([first_column, *names]) + " |",
+             "|" + "---|" * (len(names) + 1)]
+    for label, scores in rows.items():
+        if isinstance(scores, str):
+            lines.append(f"| {label} | {scores} |" + " |" * (len(names) - 1))
+        else:
+            lines.append(f"| {label} " + _f1_row(scores, names))
+    return "\n".join(lines)

@@ -46,6 +46,23 @@ def _weighted_centroids(weights):
     return xp.stack([cy, cx], axis=-1), mass
 
 
+def part_centroids(soft_labels: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Unrounded centroids of the six part masks (the mouth: union of its three classes).
+
+    Args:
+      soft_labels: ``(N, H, W, 9)`` class probabilities (or one-hot maps), numpy or jax.
+
+    Returns:
+      ``centroids (N, 6, 2)`` as (y, x) in pixel-index coordinates (meaningless where the
+      mass is 0) and ``mass (N, 6)``, each part's summed probability in pixels.
+    """
+    xp = _array_module(soft_labels)
+    masks = xp.stack(
+        [soft_labels[..., list(classes)].sum(-1) for classes in PART_CLASSES], axis=-1
+    )
+    return _weighted_centroids(masks)
+
+
 def part_centers(
     soft_labels: jax.Array,
     convention: CenterConvention = "paper",
@@ -87,10 +104,7 @@ def part_centers(
         return centers, present
     if convention != "paper":
         raise ValueError(f"unknown centre convention {convention!r}; use 'paper' or 'authors'")
-    masks = xp.stack(
-        [soft_labels[..., list(classes)].sum(-1) for classes in PART_CLASSES], axis=-1
-    )
-    centers, mass = _weighted_centroids(masks)
+    centers, mass = part_centroids(soft_labels)
     present = mass >= min_mass
     if fallback is None:
         fallback = xp.broadcast_to(centre, (n, NUM_PARTS, 2))

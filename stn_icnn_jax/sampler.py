@@ -57,6 +57,7 @@ __all__ = [
     "paste_window",
     "invert_theta",
     "theta_from_centers",
+    "centers_from_theta",
     "align_corners_for",
     "theta_to_frame",
     "default_window",
@@ -605,6 +606,32 @@ def theta_from_centers(
     return jnp.stack(
         [jnp.stack([z + sx, z, tx], -1), jnp.stack([z, z + sy, ty], -1)], axis=-2
     )
+
+
+def centers_from_theta(
+    theta: Float[Array, "... 2 3"],
+    canvas_size,
+    convention: Convention = "paper",
+) -> Float[Array, "... 2"]:
+    """The (y, x) pixel-index centre of each crop window: the inverse of
+    :func:`theta_from_centers` in its translation (the scale is not used).
+
+    ``canvas_size`` = (H, W) ints or an array broadcasting against ``theta[..., 0, 0]``'s
+    leading axes plus a last axis (H, W), e.g. (N, 1, 2).
+    """
+    if jnp.ndim(theta) < 2 or jnp.shape(theta)[-2:] != (2, 3):
+        raise ValueError(f"theta must have shape (..., 2, 3), got {jnp.shape(theta)}")
+    if convention not in _CONVENTIONS:
+        raise ValueError(f"convention must be one of {_CONVENTIONS}, got {convention!r}")
+    theta = jnp.asarray(theta)
+    sizes = jnp.asarray(canvas_size, theta.dtype)
+    hh, ww = sizes[..., 0], sizes[..., 1]
+    tx, ty = theta[..., 0, 2], theta[..., 1, 2]
+    if convention == "paper":  # tx = -1 + 2 (x + 0.5) / W
+        x, y = (tx + 1) * ww / 2 - 0.5, (ty + 1) * hh / 2 - 0.5
+    else:  # tx = -1 + 2 x / (W - 1)
+        x, y = (tx + 1) * jnp.maximum(ww - 1, 1) / 2, (ty + 1) * jnp.maximum(hh - 1, 1) / 2
+    return jnp.stack([y, x], axis=-1)
 
 
 def theta_to_frame(

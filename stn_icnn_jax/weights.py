@@ -50,10 +50,18 @@ class Weights:
     record: dict
 
     def model_config(self):
-        """The typed model configuration (``STNiCNNConfig``)."""
+        """The typed model configuration (``STNiCNNConfig``); the localiser's
+        ``init_params`` from ``record["localizer_init_params"]`` when present (the
+        training set's mean part boxes: the centroid cropper's fallback)."""
         from stn_icnn_jax.config import build
 
-        return build.model_config(self.config)
+        config = build.model_config(self.config)
+        init = self.record.get("localizer_init_params")
+        if init is None:
+            return config
+        localizer = dataclasses.replace(config.localizer,
+                                        init_params=tuple(tuple(row) for row in init))
+        return dataclasses.replace(config, localizer=localizer)
 
     def model(self):
         """The ``STNiCNN`` module these variables belong to."""
@@ -144,3 +152,34 @@ def check_variables(weights: Weights, path: str | Path = "weights") -> None:
     if problems:
         raise WeightsFileError(f"{path}: the variables do not fit the model of its config: "
                                + "; ".join(problems))
+
+
+def from_workdir(workdir: str | Path, stage: str | None = None) -> Weights:
+    """The best variables after ``stage`` (default: the last stage of the run's
+    ``stage_order`` that was trained) of the training run in ``workdir``, with the
+    run's config and a record of each stage's progress (steps, best validation score)
+    and the localiser's initial boxes (``localizer_init_params``).
+
+    Raises ``evaluation.EvaluationError`` for a directory without checkpoints or a stage
+    that was never trained.
+    """
+    from stn_icnn_jax import evaluation
+
+    trained = evaluation.load_run(workdir, until=stage)
+    done = [name for name, record in trained.records.items() if record is not None]
+    if stage is None:
+        stage = done[-1]
+    if trained.records.get(stage) is None:
+        raise evaluation.EvaluationError(
+            f"{trained.workdir}: stage {stage} was never trained here; run `stn-icnn train "
+            f"--config CONFIG --workdir {trained.workdir} --stage {stage}` with the run's config")
+    record = {
+        "made_by": "stn_icnn_jax.weights.from_workdir",
+        "workdir": str(trained.workdir),
+        "stage": stage,
+        "stages": {name: trained.records[name] for name in done},
+        "localizer_init_params": [list(row) for row in
+                                  trained.model.config.localizer.init_params],
+    }
+    return Weights(variables=_host_tree(trained.variables[stage]), config=trained.config,
+                   record=record)

@@ -65,6 +65,48 @@ def assert_bitwise_equal(a: dict, b: dict, what: str) -> None:
         assert np.array_equal(a[key], b[key]), f"{what}: {key} differs"
 
 
+def write_fake_run(config, workdir: Path, stages: tuple[str, ...] | None = None,
+                   seed: int = 0, noise: float = 0.05) -> dict:
+    """A work directory as a finished run leaves it, without training (fast): for each
+    stage in turn, the variables after the previous one with every parameter of the
+    networks the stage trains moved by ``noise`` x N(0, 1) (seeded), saved through the
+    training loop's own ``StageRun`` checkpoints as the stage's finished best step.
+
+    Returns ``{stage: variables after it}`` (numpy).
+    """
+    import jax
+
+    from stn_icnn_jax.config import build
+    from stn_icnn_jax.data.sources import load_sources
+    from stn_icnn_jax.train import checkpoints, distributed, loop, run
+    from stn_icnn_jax.train.stages import get
+
+    workdir = Path(workdir)
+    checkpoints.check_or_write_config(workdir, config.to_json(sort_keys=True))
+    mesh = distributed.make_mesh()
+    sources = load_sources(config, show_progress=False)
+    _, variables = run.initial_variables(config, sources, mesh)
+    variables = jax.tree_util.tree_map(np.asarray, dict(variables))
+    rng = np.random.default_rng(seed)
+    after = {}
+    for step, name in enumerate(stages or tuple(config.stage_order), start=1):
+        stage_config = build.stage_config(config, name)
+        params = {net: jax.tree_util.tree_map(
+                      lambda x: (x + noise * rng.standard_normal(x.shape)).astype(x.dtype), tree)
+                  if stage_config.trains(net) else tree
+                  for net, tree in variables["params"].items()}
+        variables = {"params": params, "batch_stats": variables["batch_stats"]}
+        stage_run = loop.StageRun(get(name), config, variables, sources, workdir, mesh)
+        try:
+            state = stage_run.state.replace(step=np.asarray(step, np.int32))
+            progress = dict(stage_run.progress, epoch=stage_run.config.epochs,
+                            best_step=step, best_selection=0.5)
+            stage_run.ckpt.save(step, state, progress, selection=0.5)
+        finally:
+            stage_run.ckpt.close()
+        after[name] = variables
+    return after
+
 @contextlib.contextmanager
 def compilation_cache(path: Path):
     """XLA's persistent compilation cache in ``path`` for the block (repeated runs in one

@@ -24,11 +24,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"stn-icnn {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     from stn_icnn_jax.cli.data import add_data_parser  # `stn-icnn data ...`
+    from stn_icnn_jax.cli.eval import add_eval_parser  # `stn-icnn eval ...`
+    from stn_icnn_jax.cli.export import add_export_parser  # `stn-icnn export ...`
     from stn_icnn_jax.cli.parse import add_parse_parser  # `stn-icnn parse ...`
     from stn_icnn_jax.cli.train import add_train_parser  # `stn-icnn train ...`
 
     add_data_parser(subparsers)
     add_train_parser(subparsers)
+    add_eval_parser(subparsers)
+    add_export_parser(subparsers)
     add_parse_parser(subparsers)
     return parser
 

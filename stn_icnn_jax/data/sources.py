@@ -18,17 +18,20 @@ from tqdm import tqdm
 SPLITS = ("train", "validation", "test")
 
 
-def load_sources(config: ml_collections.ConfigDict, show_progress: bool = True) -> dict[str, Any]:
-    """Random-access records per split (``train``, ``validation``, ``test``)."""
+def load_sources(config: ml_collections.ConfigDict, show_progress: bool = True,
+                 splits: tuple[str, ...] = SPLITS) -> dict[str, Any]:
+    """Random-access records per split (``train``, ``validation``, ``test``; only
+    ``splits`` for the in-memory synthetic data)."""
     d = config.data
     if d.source == "synthetic_in_memory":
-        return _synthetic_in_memory(d, show_progress)
+        return _synthetic_in_memory(d, show_progress, splits)
     if d.source == "tfds":
         return _tfds_sources(d)
     raise ValueError(f"unknown data.source {d.source!r}; use 'synthetic_in_memory' or 'tfds'")
 
 
-def _synthetic_in_memory(d: ml_collections.ConfigDict, show_progress: bool) -> dict[str, list]:
+def _synthetic_in_memory(d: ml_collections.ConfigDict, show_progress: bool,
+                         splits: tuple[str, ...] = SPLITS) -> dict[str, list]:
     from stn_icnn_jax.data.builders.synthetic_faces import seed_for
     from stn_icnn_jax.data.synthetic import SyntheticFaceConfig, generate_face
 
@@ -39,6 +42,8 @@ def _synthetic_in_memory(d: ml_collections.ConfigDict, show_progress: bool) -> d
     sizes = {"train": d.num_train, "validation": d.num_validation, "test": d.num_test}
     out = {}
     for split, n in sizes.items():
+        if split not in splits:
+            continue
         out[split] = [
             {k: v for k, v in generate_face(seed_for(split, i), face_config).items() if k != "meta"}
             for i in tqdm(range(n), desc=f"generating {split} faces", leave=False,

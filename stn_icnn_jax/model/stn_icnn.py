@@ -34,7 +34,7 @@ import jax.numpy as jnp
 from stn_icnn_jax import part_centers, sampler
 from stn_icnn_jax.taxonomy import NUM_CLASSES, PART_CLASSES
 from stn_icnn_jax.model.icnn import ICNN, ICNNConfig, PartModels
-from stn_icnn_jax.model.localizer import Localizer, LocalizerConfig
+from stn_icnn_jax.model.localizer import Localizer, LocalizerConfig, theta_from_params
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,9 +154,10 @@ def to_canvas_theta(theta: jax.Array, batch: dict, config: STNiCNNConfig) -> jax
     )
 
 
-def ground_truth_theta(batch: dict, config: STNiCNNConfig) -> jax.Array:
-    """theta of eq. 21 from the batch's part centres, in the configured frame, (N, 6, 2, 3)."""
-    centers = jnp.asarray(batch["centers"], jnp.float32)
+def theta_at_centers(centers: jax.Array, batch: dict, config: STNiCNNConfig) -> jax.Array:
+    """theta of eq. 21 for crops centred on ``centers (N, 6, 2)`` (y, x) image pixels, in
+    the configured frame, (N, 6, 2, 3)."""
+    centers = jnp.asarray(centers, jnp.float32)
     crop = (config.crop_size, config.crop_size)
     if config.theta_frame == "image":
         size = jnp.asarray(batch["image_size"], jnp.float32)[:, None, :]
@@ -164,6 +165,63 @@ def ground_truth_theta(batch: dict, config: STNiCNNConfig) -> jax.Array:
     origin = jnp.asarray(batch["image_origin"], jnp.float32)[:, None, :]
     return sampler.theta_from_centers(centers + origin, crop, canvas_shape(batch, config),
                                       config.theta_convention)
+
+
+def ground_truth_theta(batch: dict, config: STNiCNNConfig) -> jax.Array:
+    """theta of eq. 21 from the batch's part centres, in the configured frame, (N, 6, 2, 3)."""
+    return theta_at_centers(batch["centers"], batch, config)
+
+
+def mean_part_centers(batch: dict, config: STNiCNNConfig) -> jax.Array:
+    """Centres of the localiser's initial boxes (``config.localizer.init_params``) in each
+    image's pixels, rounded: (N, 6, 2) (y, x).
+
+    A model built for training (``train.run.initial_variables``) or loaded from a weights
+    file made by ``weights.from_workdir`` holds the training set's mean eq.-21 theta
+    there, so these are the training set's mean part centres relative to the image.
+    """
+    theta = theta_from_params(jnp.asarray(config.localizer.init_params, jnp.float32))[None]
+    if config.theta_frame == "image":
+        size = jnp.asarray(batch["image_size"], jnp.float32)[:, None, :]
+        centers = sampler.centers_from_theta(theta, size, config.theta_convention)
+    else:
+        origin = jnp.asarray(batch["image_origin"], jnp.float32)[:, None, :]
+        centers = sampler.centers_from_theta(
+            theta, jnp.asarray(canvas_shape(batch, config), jnp.float32),
+            config.theta_convention) - origin
+    return jnp.floor(centers + 0.5)
+
+
+def centroid_theta(rough_logits: jax.Array, batch: dict,
+                   config: STNiCNNConfig) -> tuple[jax.Array, jax.Array]:
+    """The original iCNN's crops (paper sections 2.5, 3.2; the "iCNN" row of Table 2):
+    each part's window centred on the centroid of K's own rough mask.
+
+    K's (N, r, r, 9) logits -> argmax label map -> the centroid of each part's pixels
+    (the mouth: union of upper lip, inner mouth and lower lip), mapped from the r x r
+    map to the image's pixels as the resize made it (pixel centres: ``y_image = (y_r +
+    0.5) h / r - 0.5``), rounded to the nearest pixel, and cropped at the configured
+    crop size through eq. 21, exactly as ground-truth centres are.
+
+    A part with no pixel in K's map has no centroid (the failure of the centroid cropper
+    the paper's Fig. 5 shows): its window falls back to :func:`mean_part_centers`, the
+    training set's mean centre of that part relative to the image.
+
+    Returns:
+      ``theta (N, 6, 2, 3)`` in the configured frame and ``present (N, 6)`` bool (False
+      where the fallback was used).
+    """
+    rough_h, rough_w = rough_logits.shape[1:3]
+    labels = jnp.argmax(rough_logits, axis=-1)
+    onehot = jax.nn.one_hot(labels, NUM_CLASSES, dtype=jnp.float32)
+    centroids, mass = part_centers.part_centroids(onehot)
+    present = mass >= 1.0
+    size = jnp.asarray(batch["image_size"], jnp.float32)[:, None, :]
+    scale = size / jnp.asarray([rough_h, rough_w], jnp.float32)
+    mapped = (centroids + 0.5) * scale - 0.5
+    centers = jnp.floor(mapped + 0.5)
+    centers = jnp.where(present[..., None], centers, mean_part_centers(batch, config))
+    return theta_at_centers(centers, batch, config), present
 
 
 # --------------------------------------------------------------------------- crop / paste
@@ -237,6 +295,10 @@ def fuse_parts(part_probs: tuple[jax.Array, ...], theta_canvas: jax.Array,
 
 ModuleModes = dict[str, bool]
 MODULES = ("rough", "localizer", "parts")
+#: Where the part crops come from: L's theta, the labelled part centres (eq. 21), or the
+#: centroids of K's rough mask (the original iCNN).
+ThetaSource = Literal["predicted", "ground_truth", "centroid"]
+THETA_SOURCES: tuple[str, ...] = ("predicted", "ground_truth", "centroid")
 
 
 def module_modes(train: bool | ModuleModes) -> ModuleModes:
@@ -264,7 +326,7 @@ def forward(
     variables: dict,
     batch: dict,
     train: bool | ModuleModes,
-    theta_source: Literal["predicted", "ground_truth"] = "predicted",
+    theta_source: ThetaSource = "predicted",
 ) -> tuple[dict[str, Any], dict]:
     """The training-time pass: stops at the part logits (paper section 2.1).
 
@@ -275,7 +337,9 @@ def forward(
         ``canvas_label`` for label crops and ``centers`` for ground-truth theta.
       train: BatchNorm in training mode (batch statistics, updated running stats), for
         all networks or per network (e.g. ``{"parts": True}``: K and L in eval mode).
-      theta_source: crop with L's theta (end to end) or the ground truth (part pre-training).
+      theta_source: crop with L's theta (end to end), the ground truth (part
+        pre-training), or the centroids of K's rough mask (the original iCNN's cropper,
+        :func:`centroid_theta`; the paper's iCNN baseline).
 
     Returns:
       ``(out, batch_stats)``: ``out`` has ``rough_logits`` (if predicted), ``theta``
@@ -300,8 +364,11 @@ def forward(
         out["theta"] = run(STNiCNN.localize, "localizer", out["rough_logits"])
     elif theta_source == "ground_truth":
         out["theta"] = ground_truth_theta(batch, cfg)
+    elif theta_source == "centroid":
+        out["rough_logits"] = run(STNiCNN.rough_logits, "rough", batch["rough_image"])
+        out["theta"], out["centroid_present"] = centroid_theta(out["rough_logits"], batch, cfg)
     else:
-        raise ValueError(f"theta_source must be 'predicted' or 'ground_truth', got {theta_source!r}")
+        raise ValueError(f"theta_source must be one of {THETA_SOURCES}, got {theta_source!r}")
     out["theta_canvas"] = to_canvas_theta(out["theta"], batch, cfg)
     out["patches"] = crop_patches(batch["canvas"], out["theta_canvas"], cfg)
     out["part_logits"] = run(STNiCNN.part_logits, "parts", out["patches"])
@@ -311,12 +378,14 @@ def forward(
 
 
 def parse(model: STNiCNN, variables: dict, batch: dict,
-          theta_source: Literal["predicted", "ground_truth"] = "predicted") -> dict[str, jax.Array]:
+          theta_source: ThetaSource = "predicted") -> dict[str, jax.Array]:
     """Inference (eqs. 1-6): ``labels (N, C, C)`` int32 on the canvas, plus ``probs``
-    (N, C, C, 9), ``theta_canvas`` and (predicted theta) ``rough_logits``.
+    (N, C, C, 9), ``theta_canvas``, (predicted or centroid theta) ``rough_logits`` and
+    (centroid) ``centroid_present (N, 6)``.
 
     ``theta_source="ground_truth"`` crops at the labelled part centres instead (to score
-    the part models alone, as the paper's STN-iCNN* ablations need)."""
+    the part models alone, as the paper's STN-iCNN* ablations need); ``"centroid"`` at
+    the centroids of K's rough mask (the paper's iCNN baseline, :func:`centroid_theta`)."""
     out, _ = forward(model, variables, {k: v for k, v in batch.items() if k != "canvas_label"},
                      train=False, theta_source=theta_source)
     probs = tuple(jax.nn.softmax(z, axis=-1) for z in out["part_logits"])
@@ -326,6 +395,7 @@ def parse(model: STNiCNN, variables: dict, batch: dict,
         "probs": fused,
         "theta_canvas": out["theta_canvas"],
         **({"rough_logits": out["rough_logits"]} if "rough_logits" in out else {}),
+        **({"centroid_present": out["centroid_present"]} if "centroid_present" in out else {}),
     }
 
 

@@ -145,6 +145,10 @@ class StageCheckpoints:
         packed = self._read_packed(step, layout)
         return {leaf["path"]: _leaf(packed, leaf) for leaf in layout["leaves"]}, progress
 
+    def read_progress(self, step: int) -> tuple[dict, dict]:
+        """``(layout, progress)`` of checkpoint ``step`` (no arrays are read)."""
+        return self._read_json(step)
+
     def _read_json(self, step: int) -> tuple[dict, dict]:
         restored = self._manager.restore(
             int(step), args=ocp.args.Composite(layout=ocp.args.JsonRestore(),

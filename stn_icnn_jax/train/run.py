@@ -49,14 +49,20 @@ def mean_theta_params(source: Any, config: ml_collections.ConfigDict,
     return np.asarray(params_from_theta(theta)).mean(axis=0)
 
 
-def initial_variables(config, sources, mesh) -> tuple[stn_icnn.STNiCNN, dict]:
+def initial_model(config, sources) -> stn_icnn.STNiCNN:
     """The model with its localiser head at the training set's mean part boxes."""
     cfg = build.model_config(config)
     mean = mean_theta_params(sources["train"], config, cfg)
     cfg = dataclasses.replace(
         cfg, localizer=dataclasses.replace(cfg.localizer, init_params=tuple(map(tuple, mean.tolist())))
     )
-    model = stn_icnn.STNiCNN(cfg)
+    return stn_icnn.STNiCNN(cfg)
+
+
+def initial_variables(config, sources, mesh) -> tuple[stn_icnn.STNiCNN, dict]:
+    """The model with its localiser head at the training set's mean part boxes, and its
+    initial variables."""
+    model = initial_model(config, sources)
     # rbg keys: the default threefry init of these nets takes ~4x longer to compile on CPU;
     # jitted: run eagerly, init dispatches (and compiles) hundreds of small ops one by one.
     key = jax.random.key(config.seed, impl="rbg")
@@ -64,28 +70,64 @@ def initial_variables(config, sources, mesh) -> tuple[stn_icnn.STNiCNN, dict]:
     return model, jax.device_put(variables, distributed.replicated(mesh))
 
 
+def restore_stage(stage_name: str, config: ml_collections.ConfigDict, variables: dict,
+                  sources: dict, workdir: Path, mesh) -> tuple[dict, dict | None]:
+    """``(best variables, record)`` a previous run left for ``stage_name`` (no training):
+    ``record`` says how far the stage got (``finished``, ``epochs_done``, ``epochs``,
+    ``best_step``, ``latest_step``, ``selection``: the best validation score, overall F1
+    or minus the theta loss); ``(variables, None)`` if it left no checkpoint.
+
+    Reads only the parameters and BatchNorm statistics of the checkpoint (no optimiser
+    state is built), checked leaf by leaf against ``variables``' structure (arrays, or
+    ``jax.ShapeDtypeStruct``s: every checkpoint holds all three networks). ``sources``
+    is unused (kept for the callers' symmetry with training)."""
+    del sources
+    directory = workdir / stage_name / "checkpoints"
+    if not directory.is_dir():
+        return variables, None
+    ckpt = checkpoints.StageCheckpoints(directory, keep=config.train.keep_checkpoints)
+    try:
+        latest = ckpt.latest_step()
+        if latest is None:
+            return variables, None
+        _, progress = ckpt.read_progress(latest)
+        best = progress["best_step"] if progress["best_step"] is not None else latest
+        leaves, _ = ckpt.read(best)
+    finally:
+        ckpt.close()
+    template = {"params": variables["params"], "batch_stats": variables["batch_stats"]}
+    flat, treedef = jax.tree_util.tree_flatten_with_path(template)
+    restored = []
+    for path, x in flat:
+        key = "." + jax.tree_util.keystr(path)[2:].replace("']", "", 1)
+        if key not in leaves or leaves[key].shape != tuple(x.shape):
+            raise ValueError(f"{directory / str(best)}: no array {key} of shape {tuple(x.shape)}; "
+                             "was it written by a different model configuration?")
+        restored.append(leaves[key])
+    epochs = build.stage_config(config, stage_name).epochs
+    record = {"stage": stage_name, "finished": int(progress["epoch"]) >= epochs,
+              "epochs_done": int(progress["epoch"]), "epochs": int(epochs),
+              "best_step": progress["best_step"], "latest_step": int(latest),
+              "selection": progress["best_selection"]}
+    restored = jax.tree_util.tree_unflatten(treedef, restored)
+    return jax.device_put(restored, distributed.replicated(mesh)), record
+
+
 def load_stage(stage_name: str, config: ml_collections.ConfigDict, variables: dict,
                sources: dict, workdir: Path, mesh) -> dict:
     """The best variables a previous run left for ``stage_name`` (no training); the
     given ``variables`` if it left none."""
     lead = jax.process_index() == 0
-    if not (workdir / stage_name / "checkpoints").is_dir():
-        if lead:
-            print(f"[{stage_name}] not trained in this work directory; its networks keep "
-                  "their current parameters", flush=True)
-        return variables
-    run = loop.StageRun(get_stage(stage_name), config, variables, sources, workdir, mesh)
-    try:
-        if run.resumed_from is None:
-            return variables
-        if lead:
-            state = "finished" if run.finished else (
-                f"unfinished (epoch {run.progress['epoch']}/{run.config.epochs})")
-            print(f"[{stage_name}] using the {state} stage's best checkpoint "
-                  f"(step {run.progress['best_step'] or run.resumed_from})", flush=True)
-        return run.best_variables()
-    finally:
-        run.ckpt.close()
+    variables, record = restore_stage(stage_name, config, variables, sources, workdir, mesh)
+    if lead and record is None:
+        print(f"[{stage_name}] not trained in this work directory; its networks keep "
+              "their current parameters", flush=True)
+    elif lead:
+        state = "finished" if record["finished"] else (
+            f"unfinished (epoch {record['epochs_done']}/{record['epochs']})")
+        print(f"[{stage_name}] using the {state} stage's best checkpoint "
+              f"(step {record['best_step'] or record['latest_step']})", flush=True)
+    return variables
 
 
 def load_trained(config: ml_collections.ConfigDict, workdir: str | Path, mesh,

@@ -184,9 +184,9 @@ def _localizer_eval(model, variables, batch):
     return {"theta_loss": jax.vmap(losses.smooth_l1)(theta, target)}
 
 
-def _parse_eval(theta_source: Literal["ground_truth", "predicted"]) -> EvalFn:
-    """Parse the canvas and count each example's own image region (the padding is not
-    scored): per-example confusion (N, 9, 9)."""
+def _parse_eval(theta_source: stn_icnn.ThetaSource) -> EvalFn:
+    """Parse the canvas with crops from ``theta_source`` and count each example's own
+    image region (the padding is not scored): per-example confusion (N, 9, 9)."""
 
     def eval_fn(model, variables, batch):
         pred = stn_icnn.parse(model, variables, batch, theta_source=theta_source)["labels"]
@@ -219,6 +219,16 @@ STAGES: dict[str, Stage] = {
 }
 #: Stage names in pipeline order.
 STAGE_NAMES: tuple[str, ...] = tuple(STAGES)
+
+#: Evaluation-only records (``stn-icnn eval --crops``): the whole parse, each part cropped
+#: with L's theta (``predicted``), at the labelled centres (``ground_truth``) or at the
+#: centroids of K's rough mask (``centroid``, the paper's iCNN baseline). Scored by
+#: :func:`stn_icnn_jax.train.evaluate.evaluate` like any stage; never trained.
+PARSE_EVALUATIONS: dict[str, Stage] = {
+    source: dataclasses.replace(STAGES["end_to_end"], name=f"parse_{source}_crops",
+                                evaluate=_parse_eval(source))
+    for source in stn_icnn.THETA_SOURCES
+}
 
 
 def get(name: str) -> Stage:
