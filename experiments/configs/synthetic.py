@@ -19,6 +19,13 @@ Three settings differ from the paper's HELEN recipe, each measured on this set
   even with the parts at 8e-4, or with a SmoothL1 anchor on theta) L_F moved L's crops
   off the parts within one epoch and validation F1 fell to 0.000-0.010; with K and L
   held still the part models adapt to L's crops (0.469 -> 0.535).
+
+K's own F1 on its 128x128 map stays low (validation 0.000 / 0.010 / 0.081 after its 3
+epochs): the face parts are about 1.2% of those pixels and with the plain-mean loss K
+answers background at every pixel for its first epochs (training mode too, so not a
+BatchNorm mismatch). ``stages.rough.foreground_weight=30`` moves K off that answer two
+epochs earlier (epoch 1: 0.068 instead of 0.000); it is not the default yet because no
+full main job with it has finished (experiments/results/synthetic_tuning.md, sections 3-4).
 """
 
 from stn_icnn_jax.config import base_config
