@@ -1,7 +1,7 @@
 """Test F1 of several runs of the same job (one per seed), side by side with mean and spread.
 
 For each work directory: the run's final test F1 per class (``results.json``, STN-iCNN
-after its last stage), K's own F1 on its 128x128 map (the best `rough` checkpoint scored
+after its last stage), K's own F1 on its rough map (the best `rough` checkpoint scored
 on the test split, and its best validation F1 from ``metrics.jsonl``) and the wall time
 per stage. Usage (the synthetic main job over seeds 0-2,
 experiments/results/synthetic_main_seeds.md):
@@ -81,12 +81,12 @@ def main() -> None:
     lines = ["Test F1, STN-iCNN after its last stage (`results.json`):", "", header]
     lines += [_row(f"{name} (seed {seed})", f1) for name, seed, f1 in final]
     lines += _stats("all seeds", [f1 for _, _, f1 in final])
-    lines += ["", "K's own F1 on its 128x128 map (best `rough` checkpoint; test split, and its "
+    lines += ["", "K's own F1 on its rough map (best `rough` checkpoint; test split, and its "
               "best validation F1 overall):", "", header.replace(" |\n", " | best validation |\n")
               + "---|"]
     lines += [_row(f"{name} (seed {seed})", f1) + f" {val:.3f} |" for name, seed, f1, val in rough]
-    lines += _stats("all seeds", [f1 for _, _, f1, _ in rough])
-    lines += ["", "Wall time inside the run (seconds): setup and each stage", "",
+    lines += [row + " |" for row in _stats("all seeds", [f1 for _, _, f1, _ in rough])]
+    lines += ["", "Wall time of each stage inside the run, and of the whole run (seconds)", "",
               "| run | " + " | ".join(STAGES) + " | total |", "|---|" + "---|" * (len(STAGES) + 1)]
     for name, seed, secs, total in times:
         lines.append(f"| {name} (seed {seed}) | " + " | ".join(
