@@ -34,6 +34,30 @@ def test_bce_matches_torch_bce_with_logits_on_one_hot():
     assert ours == pytest.approx(ref, rel=1e-5)
 
 
+def test_foreground_weighted_ce_matches_torch_class_weights():
+    # Background weight 1, every other class 5: PyTorch's weighted mean sum(w l) / sum(w).
+    logits, labels = _random_logits_labels(6)
+    ours = float(losses.segmentation_loss(jnp.asarray(logits), jnp.asarray(labels), "ce",
+                                          foreground_weight=5.0))
+    ref = torch.nn.functional.cross_entropy(
+        torch.from_numpy(logits).permute(0, 3, 1, 2), torch.from_numpy(labels),
+        weight=torch.tensor([1.0, 5.0, 5.0, 5.0]),
+    ).item()
+    assert ours == pytest.approx(ref, rel=1e-5)
+
+
+def test_foreground_weighted_bce_hand_value():
+    # Two pixels (background, class 1), logits 0 and 2 on class 0: per-pixel BCE is the
+    # channel mean; weights 1 and 3 give (l0 + 3 l1) / 4.
+    logits = jnp.array([[2.0, 0.0], [2.0, 0.0]])
+    labels = jnp.array([0, 1])
+    sp = lambda x: np.log1p(np.exp(x))  # softplus: BCE(z, t) = softplus(z) - t z
+    l0 = ((sp(2.0) - 2.0) + sp(0.0)) / 2
+    l1 = (sp(2.0) + (sp(0.0) - 0.0)) / 2
+    ours = float(losses.segmentation_loss(logits, labels, "bce", foreground_weight=3.0))
+    assert ours == pytest.approx((l0 + 3 * l1) / 4, rel=1e-6)
+
+
 def test_bce_hand_value():
     # One pixel, two classes, logits 0: every channel has p = 0.5 -> loss = log 2.
     loss = losses.segmentation_loss(jnp.zeros((1, 2)), jnp.array([1]), "bce")

@@ -44,6 +44,9 @@ class StageConfig:
         the learning rate every 5 epochs").
       seg_loss: ``"bce"`` (paper eq. 16) or ``"ce"`` (the authors' softmax CE).
       part_reduction: ``"mean"`` over parts (eq. 17) or ``"sum"`` (authors).
+      foreground_weight: weight of non-background pixels in the segmentation loss
+        (:func:`stn_icnn_jax.losses.segmentation_loss`); 1.0 (default) is the paper's and
+        the authors' unweighted mean.
       update_frozen_batch_stats: frozen networks still update their BatchNorm
         statistics (the authors' code: "frozen" nets stay in ``train()`` mode).
       theta_loss_weight: end-to-end only: adds this times the SmoothL1 between L's theta
@@ -58,6 +61,7 @@ class StageConfig:
     halve_every_epochs: int = 5
     seg_loss: Literal["bce", "ce"] = "bce"
     part_reduction: Literal["mean", "sum"] = "mean"
+    foreground_weight: float = 1.0
     update_frozen_batch_stats: bool = False
     theta_loss_weight: float = 0.0
 
@@ -127,7 +131,8 @@ def _rough_loss(model, config: StageConfig, variables, batch, modes):
         model, variables, stn_icnn.STNiCNN.rough_logits, batch["rough_image"],
         train=modes["rough"],
     )
-    loss = losses.segmentation_loss(logits, batch["rough_label"], config.seg_loss)
+    loss = losses.segmentation_loss(logits, batch["rough_label"], config.seg_loss,
+                                     config.foreground_weight)
     accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["rough_label"])
     return loss, ({"loss": loss, "pixel_accuracy": accuracy}, stats)
 
@@ -152,7 +157,7 @@ def _part_loss(theta_source: Literal["ground_truth", "predicted"]) -> LossFn:
     def loss_fn(model, config: StageConfig, variables, batch, modes):
         out, stats = stn_icnn.forward(model, variables, batch, modes, theta_source=theta_source)
         loss = losses.joint_loss(out["part_logits"], out["part_labels"], config.seg_loss,
-                                 config.part_reduction)
+                                 config.part_reduction, config.foreground_weight)
         step_metrics = {"part_loss": loss}
         if theta_source == "predicted" and config.theta_loss_weight:
             theta_loss = losses.smooth_l1(out["theta"],
