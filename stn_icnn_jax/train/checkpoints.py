@@ -25,6 +25,7 @@ restore_best` fall back to the newest (best) readable one. A failed save raises
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import zlib
 from pathlib import Path
@@ -47,6 +48,10 @@ class ResumeMismatchError(UsageError, ValueError):
     """A mid-epoch checkpoint cannot be resumed exactly by this run (e.g. it was
     written by a different number of processes)."""
 
+
+# Mid-epoch checkpoints have no validation score; orbax warns about each one.
+logging.getLogger("absl").addFilter(
+    lambda record: "did not provide metrics" not in record.getMessage())
 
 # Bookkeeping fields that never change what is computed: they may differ between the
 # runs sharing a work directory (e.g. checkpoint more often after a crash).
@@ -147,6 +152,9 @@ class StageCheckpoints:
             self.directory,
             options=ocp.CheckpointManagerOptions(
                 preservation_policy=policy, enable_async_checkpointing=False, create=True,
+                # best_fn makes orbax write each checkpoint's metrics to disk, so the
+                # scores survive a restart (BestN and best_scored_step read them).
+                best_fn=best_rank,
             ),
             item_names=("state", "layout", "progress"),
         )
