@@ -106,9 +106,11 @@ def assert_same_as_reference(workdir: Path, reference: Path) -> None:
 # --------------------------------------------------------------------------- preemption
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("sig", [pytest.param(signal.SIGTERM, marks=pytest.mark.slow),
+                                 signal.SIGINT])
 def test_signal_mid_epoch_saves_stops_and_resumes_bitwise(sig, config_file, reference, tmp_path,
                                                           capsys, monkeypatch):
+    """SIGINT: the stop (one run); SIGTERM: the stop and the bitwise resume (slow)."""
     # No periodic checkpoints: the checkpoint the run stops with (and its data position)
     # is written by the preemption path alone. The signal arrives during step 3.
     workdir = tmp_path / "work"
@@ -137,6 +139,8 @@ def test_signal_mid_epoch_saves_stops_and_resumes_bitwise(sig, config_file, refe
     assert not (workdir / "results.json").exists()
     # the signal handlers are the old ones again
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    if sig == signal.SIGINT:
+        return
 
     assert cli.main(argv) == 0
     assert "[rough] resuming from step 3 (epoch 1, batch 3)" in capsys.readouterr().out
@@ -206,15 +210,49 @@ def listing(directory: Path) -> list[str]:
     return sorted(str(p.relative_to(directory)) for p in directory.rglob("*"))
 
 
+def _small_checkpoints(directory: Path, steps=range(1, 5)) -> tuple[checkpoints.StageCheckpoints, dict]:
+    """A few checkpoints of a two-leaf state (arrays big enough to span data files)."""
+    ckpt = checkpoints.StageCheckpoints(directory, keep=10)
+    states = {}
+    for step in steps:
+        rng = np.random.default_rng(step)
+        states[step] = {"w": rng.normal(size=(64, 64)).astype(np.float32),
+                        "n": rng.integers(0, 1000, size=(100,), dtype=np.int32)}
+        ckpt.save(step, states[step], {"step": step})
+    return ckpt, states
+
+
 @pytest.mark.parametrize("how", ["truncated", "zeroed", "missing", "missing_progress", "flipped"])
-def test_damaged_newest_checkpoint_falls_back_and_resumes_bitwise(how, config_file, reference,
-                                                                  tmp_path, capsys):
+def test_damaged_newest_checkpoint_is_set_aside_and_previous_restored(how, tmp_path, capsys):
+    directory = tmp_path / "stage" / "checkpoints"
+    ckpt, states = _small_checkpoints(directory)
+    try:
+        damage(directory / "4", how)
+        damaged_files = listing(directory / "4")
+        step, state, progress = ckpt.restore_latest(states[1])
+        assert step == 3 and progress == {"step": 3}
+        assert_bitwise_equal(state, states[3], "restored state")
+        line = one_error_line(capsys.readouterr().err, "warning: ")
+        aside = tmp_path / "stage" / checkpoints.SET_ASIDE_DIR / "4"
+        assert line.startswith(f"warning: checkpoint {directory / '4'} is unreadable: ")
+        assert line.endswith(f"moved it to {aside}, falling back to the previous checkpoint")
+        assert listing(aside) == damaged_files  # kept, file for file
+        assert ckpt.all_steps() == [1, 2, 3]
+        # the next save of step 4 works and does not touch the set-aside copy
+        ckpt.save(4, states[4], {"step": 4})
+        assert_bitwise_equal(ckpt.restore(4, states[1])[0], states[4], "re-saved state")
+        assert listing(aside) == damaged_files
+    finally:
+        ckpt.close()
+
+
+def test_damaged_newest_checkpoint_run_resumes_bitwise(config_file, reference, tmp_path, capsys):
     workdir = tmp_path / "work"
     shutil.copytree(reference, workdir)
     (workdir / "results.json").unlink()
     ckpt_dir = workdir / "rough" / "checkpoints"
     newest = ckpt_dir / str(FINAL_STEP)
-    damage(newest, how)
+    damage(newest, "truncated")
     damaged_files = listing(newest)
 
     assert cli.main(train_argv(config_file, workdir)) == 0
@@ -223,7 +261,6 @@ def test_damaged_newest_checkpoint_falls_back_and_resumes_bitwise(how, config_fi
     aside = workdir / "rough" / checkpoints.SET_ASIDE_DIR / str(FINAL_STEP)
     assert warning.startswith(f"warning: checkpoint {newest} is unreadable: ")
     assert warning.endswith(f"moved it to {aside}, falling back to the previous checkpoint")
-    # nothing deleted: the damaged checkpoint is kept, file for file
     assert listing(aside) == damaged_files
     assert (f"[rough] resuming from step {FINAL_STEP - 1} (epoch {EPOCHS}, batch "
             f"{STEPS_PER_EPOCH - 1})") in captured.out
@@ -346,7 +383,9 @@ def test_write_error_during_save_stops_and_keeps_previous_checkpoint(config_file
     write = json_handler.JsonCheckpointHandler._save_fn
 
     async def disk_full_at_step_3(self, x, directory):
-        if directory.name == "progress" and directory.parent.name.split(".")[0] == "3":
+        # orbax writes item "progress" of step 3 to 3.orbax-checkpoint-tmp/progress...
+        if (directory.name.split(".")[0] == "progress"
+                and directory.parent.name.split(".")[0] == "3"):
             (directory / "metadata").write_text(json.dumps(x)[:10])  # half written
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(directory / "metadata"))
         return await write(self, x, directory)
@@ -545,3 +584,13 @@ def test_damaged_array_record_file_is_named_with_rebuild_command(how, tiny_datas
                                        f"--config.data.data_dir={tiny_dataset}"])
     assert {k: len(v) for k, v in load_sources(config).items()} == {
         "train": 16, "validation": 4, "test": 4}
+
+
+def test_checksum_catches_changed_values():
+    state = {"a": np.arange(6, dtype=np.float32), "b": np.arange(3, dtype=np.int32)}
+    packed, layout = checkpoints.pack(state)
+    checkpoints.check_sums(packed, layout)
+    packed["float32"] = packed["float32"].copy()
+    packed["float32"][2] = np.nextafter(packed["float32"][2], np.float32(10))  # one ulp
+    with pytest.raises(ValueError, match="float32 arrays' CRC-32 is 0x[0-9a-f]{8}, saved"):
+        checkpoints.check_sums(packed, layout)
