@@ -4,7 +4,9 @@ dataset file, and every kind of CLI error (one line, exit 2 / 1 / 75).
 
 Each training test runs the tiny ``rough`` stage (8 faces, batch 4: 4 steps per epoch,
 2 epochs, a checkpoint every step) and compares the final state bitwise with one
-uninterrupted run of the same configuration (``reference``).
+uninterrupted run of the same configuration (``reference``); these are marked slow
+(the reference run alone takes 2-4 minutes on 2 busy cores). The unit tests of the same
+mechanisms (checkpoint fallback on 5 kinds of damage, the lock, the CLI errors) are not.
 """
 
 from __future__ import annotations
@@ -106,8 +108,8 @@ def assert_same_as_reference(workdir: Path, reference: Path) -> None:
 # --------------------------------------------------------------------------- preemption
 
 
-@pytest.mark.parametrize("sig", [pytest.param(signal.SIGTERM, marks=pytest.mark.slow),
-                                 signal.SIGINT])
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_mid_epoch_saves_stops_and_resumes_bitwise(sig, config_file, reference, tmp_path,
                                                           capsys, monkeypatch):
     """SIGINT: the stop (one run); SIGTERM: the stop and the bitwise resume (slow)."""
@@ -246,6 +248,7 @@ def test_damaged_newest_checkpoint_is_set_aside_and_previous_restored(how, tmp_p
         ckpt.close()
 
 
+@pytest.mark.slow
 def test_damaged_newest_checkpoint_run_resumes_bitwise(config_file, reference, tmp_path, capsys):
     workdir = tmp_path / "work"
     shutil.copytree(reference, workdir)
@@ -267,6 +270,7 @@ def test_damaged_newest_checkpoint_run_resumes_bitwise(config_file, reference, t
     assert_same_as_reference(workdir, reference)
 
 
+@pytest.mark.slow
 def test_all_checkpoints_damaged_is_one_clear_error(config_file, reference, tmp_path, capsys):
     workdir = tmp_path / "work"
     shutil.copytree(reference, workdir)
@@ -336,6 +340,7 @@ def test_damaged_best_checkpoint_falls_back_to_best_readable(tmp_path, capsys):
         ckpt.close()
 
 
+@pytest.mark.slow
 def test_load_stage_uses_best_readable_checkpoint(config_file, reference, tmp_path, capsys):
     workdir = tmp_path / "work"
     shutil.copytree(reference, workdir)
@@ -374,6 +379,7 @@ def read_checkpoint_steps(workdir: Path) -> list[int]:
 # --------------------------------------------------------------------------- disk full
 
 
+@pytest.mark.slow
 def test_write_error_during_save_stops_and_keeps_previous_checkpoint(config_file, reference,
                                                                      tmp_path, capsys, monkeypatch):
     from orbax.checkpoint._src.handlers import json_checkpoint_handler as json_handler
