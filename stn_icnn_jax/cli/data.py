@@ -43,6 +43,7 @@ def _cmd_instructions(args: argparse.Namespace) -> int:
 def _cmd_build(args: argparse.Namespace) -> int:
     cls = data_lib.BUILDERS[args.name]
     if cls.MANUAL_DOWNLOAD_INSTRUCTIONS and args.manual_dir is None:
+        print(cls.MANUAL_DOWNLOAD_INSTRUCTIONS)  # what to download (stdout); the error: stderr
         raise UsageError(f"{args.name} needs --manual_dir DIR (your copy of the dataset; "
                          f"'stn-icnn data instructions {args.name}' says what goes there)")
     if args.no_progress:
