@@ -5,7 +5,10 @@ The parent sets ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` and start
 worker per process with the same ``--coordinator``. With ``--stop-after-checkpoint K``
 the worker stops right after checkpoint K is saved: it touches ``--marker`` and sleeps
 until the parent SIGKILLs it (every process is then at the same, known point, so the
-kill is deterministic). Prints ``RESULT {json}`` when the run finishes.
+kill is deterministic). With ``--pause-after-checkpoint K`` it touches ``--marker``
+after checkpoint K and waits for the file ``--go`` (the parent sends SIGTERM to one
+process first); a preempted run prints ``PREEMPTED message`` and exits 75. Prints
+``RESULT {json}`` when the run finishes.
 """
 
 from __future__ import annotations
@@ -37,6 +40,9 @@ def main(argv=None) -> None:
     parser.add_argument("--process-id", type=int, required=True)
     parser.add_argument("--stop-after-checkpoint", type=int)
     parser.add_argument("--marker")
+    parser.add_argument("--pause-after-checkpoint", type=int,
+                        help="after this checkpoint touch --marker and wait for --go")
+    parser.add_argument("--go", help="file whose appearance ends the pause")
     args = parser.parse_args(argv)
 
     import jax
@@ -56,8 +62,27 @@ def main(argv=None) -> None:
 
         checkpoints.StageCheckpoints.save = save_then_stop
 
+    if args.pause_after_checkpoint is not None:
+        save_ = checkpoints.StageCheckpoints.save
+
+        def save_then_pause(self, step, state, progress, selection=None):
+            save_(self, step, state, progress, selection)
+            if int(step) == args.pause_after_checkpoint:
+                Path(args.marker).touch()
+                while not Path(args.go).exists():  # the parent signals, then creates it
+                    time.sleep(0.01)
+
+        checkpoints.StageCheckpoints.save = save_then_pause
+
+    from stn_icnn_jax.errors import EXIT_PREEMPTED, Preempted
+
     distributed.initialize(args.coordinator, args.num_processes, args.process_id)
-    results = runner.run(tiny_config(), args.workdir, show_progress=False)
+    try:
+        results = runner.run(tiny_config(), args.workdir, show_progress=False)
+    except Preempted as stop:
+        print(f"PREEMPTED {stop}", flush=True)
+        jax.distributed.shutdown()
+        return EXIT_PREEMPTED
     info = {"process_index": jax.process_index(), "process_count": jax.process_count(),
             "device_count": jax.device_count(),
             "local_device_count": jax.local_device_count(), "stages": results["stages"]}

@@ -594,7 +594,10 @@ def test_cli_builds_fixture_and_reports_errors(tmp_path, capsys):
     assert not (data_dir / "helen" / "nine_class").exists()
     assert (data_dir / "helen" / "with_skin_hair" / "1.0.0").exists()  # earlier build untouched
     assert cli.main(["data", "build", "helen", "--data_dir", str(data_dir)]) == 2  # no manual dir
-    assert "SmithCVPR2013_dataset_resized" in capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert "SmithCVPR2013_dataset_resized" in captured.out  # the instructions
+    assert captured.err.startswith("error: helen needs --manual_dir DIR")
+    assert len(captured.err.splitlines()) == 1
 
 
 def test_cli_data_help_list_instructions(capsys):

@@ -172,6 +172,47 @@ def test_mid_epoch_checkpoint_of_two_processes_is_refused_on_one(runs, tmp_path)
     assert "Resume with 2 processes" in message
 
 
+@pytest.mark.slow
+def test_sigterm_to_one_process_stops_all_at_the_same_step_and_resumes_bitwise(
+        runs, cache_dir, tmp_path):
+    """SIGTERM reaches process 1 only, while both wait after checkpoint ``KILL_AT``: JAX's
+    preemption service tells process 0, both save the same step and exit 75, and the
+    same command resumes to bitwise the uninterrupted run's state."""
+    workdir, markers, go = tmp_path / "work", tmp_path / "markers", tmp_path / "go"
+    markers.mkdir()
+    logs = tmp_path / "logs_preempted"
+    procs = _start(workdir, cache_dir, logs, "--pause-after-checkpoint", str(KILL_AT),
+                   "--marker", str(markers / "paused.{i}"), "--go", str(go))
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while len(list(markers.iterdir())) < PROCESSES:
+            for i, p in enumerate(procs):
+                assert p.poll() is None, (logs / f"p{i}.out").read_text()[-4000:]
+            assert time.monotonic() < deadline, "the processes did not reach the checkpoint"
+            time.sleep(0.05)
+        procs[1].send_signal(signal.SIGTERM)
+        time.sleep(1.0)  # let the notice reach the coordination service
+        go.touch()
+        for p in procs:
+            p.wait(timeout=TIMEOUT)
+    finally:
+        _kill_all(procs)
+    outputs = [(logs / f"p{i}.out").read_text() for i in range(PROCESSES)]
+    assert [p.returncode for p in procs] == [75] * PROCESSES, [o[-3000:] for o in outputs]
+    stopped = [[line for line in out.splitlines() if line.startswith("PREEMPTED ")][-1]
+               for out in outputs]
+    assert stopped[0] == stopped[1], stopped  # the same step on both
+    _, progress, step = read_checkpoint(workdir, "rough")
+    assert f"after step {step} " in stopped[0] and step >= KILL_AT, stopped[0]
+    assert isinstance(progress["loader_state"], list) and len(progress["loader_state"]) == 2
+
+    _finish(_start(workdir, cache_dir, tmp_path / "logs_resumed"), tmp_path / "logs_resumed")
+    ours, our_progress, _ = read_checkpoint(workdir, "rough")
+    theirs, their_progress, _ = read_checkpoint(runs["reference"], "rough")
+    assert_bitwise_equal(ours, theirs, "final state")
+    assert our_progress == their_progress
+
+
 def test_loader_state_formats_on_one_process(tmp_path):
     # One process: its own entry of a list of one; an older checkpoint's plain string is
     # process 0's.

@@ -7,20 +7,21 @@
     stn-icnn data build NAME --manual_dir DIR [--data_dir DIR] [--config CONFIG]
                           [--max_side 1024] [--overwrite]
 
-On a bad input file ``build`` prints ``error: FILE: PROBLEM``, exits with status 1 and
-leaves nothing behind (:func:`stn_icnn_jax.data.build.build_dataset`).
+On a bad input file ``build`` raises :class:`~stn_icnn_jax.data.image_io.DataFormatError`
+(``cli.main`` prints ``error: FILE: PROBLEM`` and exits with status 1) and leaves nothing
+behind (:func:`stn_icnn_jax.data.build.build_dataset`).
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 
 import tensorflow_datasets as tfds
 
 from stn_icnn_jax import data as data_lib
 from stn_icnn_jax.data.build import build_dataset
-from stn_icnn_jax.data.image_io import MAX_SIDE, DataFormatError
+from stn_icnn_jax.data.image_io import MAX_SIDE
+from stn_icnn_jax.errors import UsageError
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -42,26 +43,20 @@ def _cmd_instructions(args: argparse.Namespace) -> int:
 def _cmd_build(args: argparse.Namespace) -> int:
     cls = data_lib.BUILDERS[args.name]
     if cls.MANUAL_DOWNLOAD_INSTRUCTIONS and args.manual_dir is None:
-        print(
-            f"error: {args.name} needs --manual_dir DIR.\n\n{cls.MANUAL_DOWNLOAD_INSTRUCTIONS}",
-            file=sys.stderr,
-        )
-        return 2
+        print(cls.MANUAL_DOWNLOAD_INSTRUCTIONS)  # what to download (stdout); the error: stderr
+        raise UsageError(f"{args.name} needs --manual_dir DIR (your copy of the dataset; "
+                         f"'stn-icnn data instructions {args.name}' says what goes there)")
     if args.no_progress:
         tfds.disable_progress_bar()
-    try:
-        path = build_dataset(
-            args.name,
-            manual_dir=args.manual_dir,
-            data_dir=args.data_dir,
-            config=args.config,
-            max_side=args.max_side,
-            overwrite=args.overwrite,
-            show_progress=not args.no_progress,
-        )
-    except (DataFormatError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    path = build_dataset(
+        args.name,
+        manual_dir=args.manual_dir,
+        data_dir=args.data_dir,
+        config=args.config,
+        max_side=args.max_side,
+        overwrite=args.overwrite,
+        show_progress=not args.no_progress,
+    )
     print(f"built {args.name} at {path}")
     return 0
 

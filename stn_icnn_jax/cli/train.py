@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
+from stn_icnn_jax.errors import UsageError
 from stn_icnn_jax.train.stages import STAGE_NAMES
 
 
@@ -40,17 +40,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
     import jax
 
     from stn_icnn_jax.config import load_config
-    from stn_icnn_jax.train import checkpoints, distributed, run
+    from stn_icnn_jax.train import distributed, run
 
-    config = load_config(args.config, args.overrides)  # config errors before jax starts
+    try:  # config errors before jax starts
+        config = load_config(args.config, args.overrides)
+    except (OSError, KeyError, ValueError, SyntaxError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        raise UsageError(message) from exc
     if args.compilation_cache:
         jax.config.update("jax_compilation_cache_dir", str(Path(args.compilation_cache).expanduser()))
     distributed.initialize(args.coordinator, args.num_processes, args.process_id)
-    try:
-        run.run(config, args.workdir, stages=args.stage, show_progress=not args.no_progress)
-    except (checkpoints.ConfigMismatchError, checkpoints.ResumeMismatchError,
-            FloatingPointError) as exc:
-        # Expected stops with a message that says what to do: no traceback.
-        print(f"stn-icnn train: error: {exc}", file=sys.stderr, flush=True)
-        return 3 if isinstance(exc, FloatingPointError) else 2
+    # Errors (a work directory in use or of another config, a NaN loss, a failed save,
+    # preemption) propagate to cli.main, which prints them as one line.
+    run.run(config, args.workdir, stages=args.stage, show_progress=not args.no_progress)
     return 0

@@ -13,29 +13,45 @@ The state is stored packed: one 1-D array per dtype (``float32``, ``int32``) hol
 every leaf's values back to back, and ``layout`` lists each leaf's key path, dtype,
 shape and offset. Orbax spends ~1.5 ms per array it writes, and a stage's state has
 ~800 small leaves (parameters plus Adam moments): packed, a save takes ~40 ms instead
-of ~1.2 s. :func:`read_state` unpacks a checkpoint without a template.
+of ~1.2 s. ``layout`` also keeps each packed array's CRC-32, checked on every read.
+
+Damage: a checkpoint that cannot be read (truncated, zeroed or missing files, a wrong
+checksum) is reported in one line and moved to ``../unreadable_checkpoints/`` (never
+deleted), and :meth:`StageCheckpoints.restore_latest` / :meth:`~StageCheckpoints.
+restore_best` fall back to the newest (best) readable one. A failed save raises
+:class:`CheckpointSaveError`; the earlier checkpoints stay as they were.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import sys
+import zlib
 from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 from orbax.checkpoint import checkpoint_managers as ocp_managers
 
+from stn_icnn_jax.errors import UsageError, UserError, one_line
 
-class ConfigMismatchError(ValueError):
+
+class ConfigMismatchError(UsageError, ValueError):
     """A work directory already holds a run with a different configuration."""
 
 
-class ResumeMismatchError(ValueError):
+class ResumeMismatchError(UsageError, ValueError):
     """A mid-epoch checkpoint cannot be resumed exactly by this run (e.g. it was
     written by a different number of processes)."""
 
+
+# Mid-epoch checkpoints have no validation score; orbax warns about each one.
+logging.getLogger("absl").addFilter(
+    lambda record: "did not provide metrics" not in record.getMessage())
 
 # Bookkeeping fields that never change what is computed: they may differ between the
 # runs sharing a work directory (e.g. checkpoint more often after a crash).
@@ -96,6 +112,30 @@ def best_rank(metrics: dict) -> tuple[float, int]:
     return selection, -int(metrics.get("step", 0))
 
 
+class CheckpointUnreadable(Exception):
+    """One checkpoint cannot be read (truncated, zeroed or missing files, bad checksum)."""
+
+    def __init__(self, path: Path, reason: str):
+        self.path, self.reason = Path(path), reason
+        super().__init__(f"checkpoint {path} is unreadable: {reason}")
+
+
+class NoReadableCheckpointError(UserError):
+    """Every checkpoint of a stage (or every one with a validation score) is unreadable."""
+
+
+class CheckpointSaveError(UserError):
+    """Writing a checkpoint failed (disk full, permissions, I/O error)."""
+
+
+SET_ASIDE_DIR = "unreadable_checkpoints"
+
+
+def _short(exc: BaseException, limit: int = 300) -> str:
+    text = one_line(f"{type(exc).__name__}: {exc}")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 class StageCheckpoints:
     """A CheckpointManager keeping the latest ``keep`` checkpoints plus the best one.
 
@@ -112,42 +152,75 @@ class StageCheckpoints:
             self.directory,
             options=ocp.CheckpointManagerOptions(
                 preservation_policy=policy, enable_async_checkpointing=False, create=True,
+                # best_fn makes orbax write each checkpoint's metrics to disk, so the
+                # scores survive a restart (BestN and best_scored_step read them).
+                best_fn=best_rank,
             ),
             item_names=("state", "layout", "progress"),
         )
 
     def save(self, step: int, state: Any, progress: dict, selection: float | None = None) -> None:
+        """Writes checkpoint ``step`` (atomically: a failed save leaves the earlier ones
+        as they were).
+
+        Raises:
+          CheckpointSaveError: the write failed (disk full, permissions, I/O error).
+        """
         metrics = None if selection is None else {"selection": float(selection), "step": int(step)}
         packed, layout = pack(state)
-        self._manager.save(
-            int(step),
-            args=ocp.args.Composite(
-                state=ocp.args.StandardSave(packed), layout=ocp.args.JsonSave(layout),
-                progress=ocp.args.JsonSave(progress),
-            ),
-            metrics=metrics,
-        )
-        self._manager.wait_until_finished()
+        previous = self.latest_step()
+        try:
+            self._manager.save(
+                int(step),
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardSave(packed), layout=ocp.args.JsonSave(layout),
+                    progress=ocp.args.JsonSave(progress),
+                ),
+                metrics=metrics,
+            )
+            self._manager.wait_until_finished()
+        except Exception as exc:  # noqa: BLE001 - every write failure is reported alike
+            kept = (f"the previous checkpoint, step {previous}, is intact in "
+                    f"{self.directory / str(previous)}" if previous is not None else
+                    "no earlier checkpoint of this stage exists")
+            raise CheckpointSaveError(
+                f"could not save checkpoint {self.directory / str(step)} ({_short(exc)}); "
+                f"training stopped; {kept}. Free disk space (or fix the directory's "
+                "permissions) and re-run the same command to resume.") from exc
 
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
 
     def restore(self, step: int, template: Any) -> tuple[Any, dict]:
         """``(state, progress)`` of checkpoint ``step``; ``template`` gives the state's
-        structure (its values are not used), numpy leaves come back."""
-        layout, progress = self._read_json(step)
-        packed = self._read_packed(step, layout)
+        structure (its values are not used), numpy leaves come back.
+
+        Raises:
+          CheckpointUnreadable: the checkpoint's files are damaged or missing.
+          ValueError: it holds a different model's state.
+        """
+        packed, layout, progress = self._read_checked(step)
         return unpack(packed, layout, template), progress
 
     def read(self, step: int) -> tuple[dict[str, np.ndarray], dict]:
         """``({key path: array}, progress)`` of checkpoint ``step``, without a template."""
-        layout, progress = self._read_json(step)
-        packed = self._read_packed(step, layout)
+        packed, layout, progress = self._read_checked(step)
         return {leaf["path"]: _leaf(packed, leaf) for leaf in layout["leaves"]}, progress
 
     def read_progress(self, step: int) -> tuple[dict, dict]:
         """``(layout, progress)`` of checkpoint ``step`` (no arrays are read)."""
         return self._read_json(step)
+
+    def _read_checked(self, step: int) -> tuple[dict[str, np.ndarray], dict, dict]:
+        """``(packed, layout, progress)``, checksums verified; any failure to read is
+        :class:`CheckpointUnreadable`."""
+        try:
+            layout, progress = self._read_json(step)
+            packed = self._read_packed(step, layout)
+            check_sums(packed, layout)
+        except Exception as exc:  # noqa: BLE001 - whatever the storage layer raises
+            raise CheckpointUnreadable(self.directory / str(step), _short(exc)) from exc
+        return packed, layout, progress
 
     def _read_json(self, step: int) -> tuple[dict, dict]:
         restored = self._manager.restore(
@@ -161,6 +234,86 @@ class StageCheckpoints:
         restored = self._manager.restore(
             int(step), args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
         return {k: np.asarray(v) for k, v in restored["state"].items()}
+
+    # ------------------------------------------------------------ damaged checkpoints
+
+    def restore_latest(self, template: Any) -> tuple[int, Any, dict] | None:
+        """``(step, state, progress)`` of the newest readable checkpoint (None if there
+        is none). Each newer unreadable one is reported in one line and moved aside
+        (:meth:`set_aside`).
+
+        Raises:
+          NoReadableCheckpointError: checkpoints exist but none is readable.
+        """
+        steps = self.all_steps()
+        for step in sorted(steps, reverse=True):
+            try:
+                return (step, *self.restore(step, template))
+            except CheckpointUnreadable as bad:
+                self.set_aside(bad, "falling back to the previous checkpoint")
+        if steps:
+            raise NoReadableCheckpointError(
+                f"none of the {len(steps)} checkpoints in {self.directory} is readable (moved "
+                f"to {self.directory.parent / SET_ASIDE_DIR}); restore the directory from a "
+                "copy, or delete it to train this stage again")
+        return None
+
+    def restore_best(self, template: Any, step: int | None) -> tuple[int, Any]:
+        """``(step, state)`` of checkpoint ``step`` (the run's best) if it is readable,
+        else of the best readable checkpoint by its saved validation score (reported
+        in one line, the unreadable ones moved aside).
+
+        Raises:
+          NoReadableCheckpointError: no checkpoint with a validation score is readable.
+        """
+        return self._best_readable(step, lambda s: self.restore(s, template)[0])
+
+    def read_best(self, step: int | None) -> tuple[int, dict[str, np.ndarray]]:
+        """:meth:`restore_best` without a template: ``(step, {key path: array})``."""
+        return self._best_readable(step, lambda s: self.read(s)[0])
+
+    def _best_readable(self, step: int | None, reader) -> tuple[int, Any]:
+        tried = []
+        while True:
+            if step is None or step not in self.all_steps():
+                step = self.best_scored_step()
+            if step is None:
+                break
+            try:
+                return step, reader(step)
+            except CheckpointUnreadable as bad:
+                tried.append(step)
+                self.set_aside(bad, "falling back to the best readable epoch-end checkpoint")
+                step = None
+        raise NoReadableCheckpointError(
+            f"no readable checkpoint with a validation score is left in {self.directory}"
+            + (f" (unreadable: steps {', '.join(map(str, tried))}, moved to "
+               f"{self.directory.parent / SET_ASIDE_DIR})" if tried else "")
+            + "; restore the directory from a copy, or delete it to train this stage again")
+
+    def best_scored_step(self) -> int | None:
+        """The checkpoint with the best saved validation score (:func:`best_rank`)."""
+        scored = [(best_rank(m), s) for s in self.all_steps()
+                  if (m := self._manager.metrics(s))]
+        return max(scored)[1] if scored else None
+
+    def set_aside(self, bad: CheckpointUnreadable, then: str) -> Path:
+        """Moves an unreadable checkpoint to ``../unreadable_checkpoints/STEP`` (never
+        deletes it) and says so in one line; returns where it went."""
+        aside_dir = self.directory.parent / SET_ASIDE_DIR
+        target = aside_dir / bad.path.name
+        n = 1
+        while target.exists():
+            n += 1
+            target = aside_dir / f"{bad.path.name}.{n}"
+        if jax.process_index() == 0:
+            aside_dir.mkdir(parents=True, exist_ok=True)
+            bad.path.rename(target)
+            print(f"warning: {bad}; moved it to {target}, {then}", file=sys.stderr, flush=True)
+        if jax.process_count() > 1:
+            multihost_utils.sync_global_devices(f"set aside {bad.path}")
+        self._manager.reload()
+        return target
 
     def all_steps(self) -> list[int]:
         return list(self._manager.all_steps())
@@ -196,7 +349,19 @@ def pack(state: Any) -> tuple[dict[str, np.ndarray], dict]:
         chunks.setdefault(dtype, []).append(value.ravel())
         sizes[dtype] = offset + value.size
     packed = {dtype: np.concatenate(parts) for dtype, parts in chunks.items()}
-    return packed, {"sizes": sizes, "leaves": leaves}
+    crc32 = {dtype: zlib.crc32(memoryview(np.ascontiguousarray(v)).cast("B"))
+             for dtype, v in packed.items()}
+    return packed, {"sizes": sizes, "leaves": leaves, "crc32": crc32}
+
+
+def check_sums(packed: dict[str, np.ndarray], layout: dict) -> None:
+    """Raises ``ValueError`` if a packed array's CRC-32 differs from the saved one (a
+    checkpoint written before checksums were kept has none to check)."""
+    for dtype, want in layout.get("crc32", {}).items():
+        got = zlib.crc32(memoryview(np.ascontiguousarray(packed[dtype])).cast("B"))
+        if got != want:
+            raise ValueError(f"the {dtype} arrays' CRC-32 is {got:#010x}, saved {want:#010x} "
+                             "(the data changed after it was written)")
 
 
 def _leaf(packed: dict[str, np.ndarray], leaf: dict) -> np.ndarray:

@@ -4,7 +4,11 @@ Everything a step depends on is in its checkpoint (state, epoch, batches done, t
 iterator state of every process; augmentation and shuffling are seeded per epoch), so a
 run killed anywhere and started again with the same number of processes ends with
 bitwise the same parameters. A NaN or inf loss (or non-finite new parameters) stops the
-stage with :class:`FloatingPointError`, keeping the last good checkpoint.
+stage with :class:`FloatingPointError`, keeping the last good checkpoint. SIGTERM or
+SIGINT (with a :class:`~stn_icnn_jax.train.preemption.PreemptionWatch`) finishes the
+step, saves a checkpoint with the data position and stops with
+:class:`~stn_icnn_jax.errors.Preempted`. A damaged newest (or best) checkpoint is moved
+aside and the newest (best) readable one used (:mod:`.checkpoints`).
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ from tqdm import tqdm
 from stn_icnn_jax.config import build
 from stn_icnn_jax.data import input_pipeline
 from stn_icnn_jax.model import stn_icnn
-from stn_icnn_jax.train import checkpoints, distributed, evaluate, loader_state, step as step_lib
+from stn_icnn_jax.errors import Preempted
+from stn_icnn_jax.train import checkpoints, distributed, evaluate, loader_state, preemption
+from stn_icnn_jax.train import step as step_lib
 from stn_icnn_jax.train.metric_log import MetricLog
 from stn_icnn_jax.train.stages import STAGE_NAMES, Stage
 
@@ -73,9 +79,14 @@ class StageRun:
                                                  keep=config.train.keep_checkpoints)
         self.progress = {"epoch": 0, "batch_in_epoch": 0, "loader_state": None,
                          "best_step": None, "best_selection": None}
-        self.resumed_from = self.ckpt.latest_step()
-        if self.resumed_from is not None:
-            state, self.progress = self.ckpt.restore(self.resumed_from, self.state)
+        try:  # the newest readable checkpoint (damaged newer ones are moved aside)
+            latest = self.ckpt.restore_latest(self.state)
+        except Exception:
+            self.ckpt.close()
+            raise
+        self.resumed_from = None
+        if latest is not None:
+            self.resumed_from, state, self.progress = latest
             self.state = jax.device_put(state, self.rep)
 
     @property
@@ -83,10 +94,13 @@ class StageRun:
         return self.progress["epoch"] >= self.config.epochs
 
     def best_variables(self) -> dict:
-        """The best checkpoint's variables (the current ones if there is no best yet)."""
-        if self.progress["best_step"] is not None \
-                and self.progress["best_step"] != int(self.state.step):
-            state, _ = self.ckpt.restore(self.progress["best_step"], self.state)
+        """The best checkpoint's variables (the current ones if there is no best yet).
+
+        An unreadable best checkpoint is moved aside and the best readable one by its
+        saved validation score is used instead (said in one line)."""
+        best = self.progress["best_step"]
+        if best is not None and best != int(self.state.step):
+            _, state = self.ckpt.restore_best(self.state, best)
             state = jax.device_put(state, self.rep)
         else:
             state = self.state
@@ -115,8 +129,9 @@ class _Epoch:
     """The per-run context of the epoch loop (so the helpers below stay short)."""
 
     def __init__(self, run: StageRun, config, model, sources, mesh, log, show_progress,
-                 eval_fns):
+                 eval_fns, watch):
         self.run, self.config, self.model, self.sources = run, config, model, sources
+        self.watch = watch
         self.mesh, self.log, self.show_progress = mesh, log, show_progress
         self.lead = jax.process_index() == 0
         self.timing = {"first_step": 0.0, "steps": 0.0, "data": 0.0, "eval": 0.0,
@@ -160,8 +175,24 @@ class _Epoch:
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4f}")
             self._log_and_checkpoint(state, step_metrics, epoch, done, iterator)
+            if self.watch.reached():
+                bar.close()
+                self._stop_preempted(state, epoch, done, iterator)
         bar.close()
         return state
+
+    def _stop_preempted(self, state, epoch: int, done: int, iterator):
+        """Saves a checkpoint at this step (unless there is one) and raises Preempted."""
+        run, step = self.run, int(state.step)
+        if step not in run.ckpt.all_steps():
+            run.ckpt.save(step, state, {
+                **run.progress, "epoch": epoch, "batch_in_epoch": done,
+                "loader_state": loader_state.gather_loader_states(iterator.get_state())})
+        message = (f"[{run.stage.name}] stopped by {self.watch.signal_name} after step {step} "
+                   f"(epoch {epoch + 1}, batch {done}); checkpoint saved in "
+                   f"{run.ckpt.directory / str(step)}.")
+        self.log.write("preempted", run.stage.name, step, {"epoch": epoch, "message": message})
+        raise Preempted(message)
 
     def _check_finite(self, state, step_metrics: dict, epoch: int, done: int) -> float:
         name, step = self.run.stage.name, int(state.step)
@@ -223,8 +254,12 @@ class _Epoch:
 def train_stage(stage: Stage, config: ml_collections.ConfigDict, model: stn_icnn.STNiCNN,
                 variables: dict, sources: dict, workdir: Path, mesh, log: MetricLog,
                 show_progress: bool = True,
-                eval_fns: evaluate.EvalFunctions | None = None) -> dict:
-    """Trains one stage (resuming if possible); returns the best variables."""
+                eval_fns: evaluate.EvalFunctions | None = None,
+                watch: preemption.PreemptionWatch | None = None) -> dict:
+    """Trains one stage (resuming if possible); returns the best variables.
+
+    ``watch``: stop with :class:`~stn_icnn_jax.errors.Preempted` after saving a
+    checkpoint at the step it names (SIGTERM / SIGINT); None: no watch."""
     run = StageRun(stage, config, variables, sources, workdir, mesh)
     resume_from = run.own_loader_state()
     if run.resumed_from is not None and jax.process_index() == 0:
@@ -233,7 +268,8 @@ def train_stage(stage: Stage, config: ml_collections.ConfigDict, model: stn_icnn
                 f"batch {run.progress['batch_in_epoch']})")
         print(f"[{stage.name}] {what}", flush=True)
     epochs = _Epoch(run, config, model, sources, mesh, log, show_progress,
-                    eval_fns or evaluate.EvalFunctions(model, mesh))
+                    eval_fns or evaluate.EvalFunctions(model, mesh),
+                    watch or preemption.NoWatch())
     state = run.state
     try:
         for epoch in range(run.progress["epoch"], run.config.epochs):

@@ -5,15 +5,18 @@
 each stage's parameters by its validation score (overall F1; the localiser by its theta
 loss), and ends with the test-set F1 table. Layout of a work directory::
 
+    workdir/train.lock             host and pid of the run using it (one run at a time)
     workdir/config.json            the configuration (a different one is refused)
     workdir/metrics.jsonl          one JSON line per logged step / evaluation
     workdir/tensorboard/           the same as TensorBoard events
     workdir/<stage>/checkpoints/   orbax: last N + best of that stage
+    workdir/<stage>/unreadable_checkpoints/  damaged checkpoints, moved aside
     workdir/results.json           test F1 of the final model
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import time
@@ -31,7 +34,9 @@ from stn_icnn_jax.data import input_pipeline
 from stn_icnn_jax.data.sources import load_sources
 from stn_icnn_jax.model import stn_icnn
 from stn_icnn_jax.model.localizer import params_from_theta
-from stn_icnn_jax.train import checkpoints, distributed, evaluate, loop
+from stn_icnn_jax.errors import Preempted
+from stn_icnn_jax.train import checkpoints, distributed, evaluate, loop, preemption
+from stn_icnn_jax.train.workdir_lock import WorkdirLock
 from stn_icnn_jax.train.metric_log import MetricLog, json_safe
 from stn_icnn_jax.train.stages import STAGE_NAMES, get as get_stage
 
@@ -70,6 +75,18 @@ def initial_variables(config, sources, mesh) -> tuple[stn_icnn.STNiCNN, dict]:
     return model, jax.device_put(variables, distributed.replicated(mesh))
 
 
+def _newest_progress(ckpt: checkpoints.StageCheckpoints) -> dict:
+    """The progress record of the newest checkpoint whose progress file reads."""
+    for step in sorted(ckpt.all_steps(), reverse=True):
+        try:
+            return ckpt.read_progress(step)[1]
+        except Exception:  # noqa: BLE001 - a damaged checkpoint; an older one may read
+            continue
+    raise checkpoints.NoReadableCheckpointError(
+        f"no checkpoint in {ckpt.directory} has a readable progress record; restore the "
+        "directory from a copy, or delete it to train this stage again")
+
+
 def restore_stage(stage_name: str, config: ml_collections.ConfigDict, variables: dict,
                   sources: dict, workdir: Path, mesh) -> tuple[dict, dict | None]:
     """``(best variables, record)`` a previous run left for ``stage_name`` (no training):
@@ -90,9 +107,12 @@ def restore_stage(stage_name: str, config: ml_collections.ConfigDict, variables:
         latest = ckpt.latest_step()
         if latest is None:
             return variables, None
-        _, progress = ckpt.read_progress(latest)
+        progress = _newest_progress(ckpt)
         best = progress["best_step"] if progress["best_step"] is not None else latest
-        leaves, _ = ckpt.read(best)
+        if progress["best_step"] is None:
+            leaves, _ = ckpt.read(best)
+        else:  # a damaged best checkpoint falls back to the best readable one
+            best, leaves = ckpt.read_best(best)
     finally:
         ckpt.close()
     template = {"params": variables["params"], "batch_stats": variables["batch_stats"]}
@@ -165,36 +185,30 @@ def stage_plan(config: ml_collections.ConfigDict,
     return plan
 
 
-def run(config: ml_collections.ConfigDict, workdir: str | Path,
-        stages: Iterable[str] | None = None, show_progress: bool = True) -> dict:
-    """Trains the configured (or given) stages and returns the test results.
-
-    ``stages``: train only these (``stn-icnn train --stage``); the earlier stages of
-    ``config.stage_order`` they build on are loaded from ``workdir`` (their best
-    checkpoints), not trained. Stages a previous run finished are not trained again.
-    """
-    workdir = Path(workdir).expanduser().absolute()
-    plan = stage_plan(config, stages)
-    trained = [name for name, trains in plan if trains]
-    if jax.process_index() == 0:
-        checkpoints.check_or_write_config(workdir, config.to_json(sort_keys=True))
-    multihost_utils.sync_global_devices("config checked")
+def _train_and_test(config, workdir: Path, plan, trained, show_progress: bool):
+    """The stages of ``plan``, then the test split: ``(test summary, final stage, start)``."""
     mesh = distributed.make_mesh(config.train.num_devices or None)
     started = time.time()
     sources = load_sources(config, show_progress)
     model, variables = initial_variables(config, sources, mesh)
     eval_fns = evaluate.EvalFunctions(model, mesh)
     log = MetricLog(workdir)
+    watch = preemption.PreemptionWatch()
     log.write("time", "setup", 0, {"plan": trained, "seconds": time.time() - started})
     try:
-        for name, trains in plan:
-            stage_started = time.time()
-            if trains:
-                variables = loop.train_stage(get_stage(name), config, model, variables, sources,
-                                             workdir, mesh, log, show_progress, eval_fns)
-                log.write("time", name, 0, {"stage_seconds": time.time() - stage_started})
-            else:
-                variables = load_stage(name, config, variables, sources, workdir, mesh)
+        with watch:  # SIGTERM / SIGINT: save and stop after the current step
+            for name, trains in plan:
+                stage_started = time.time()
+                if trains:
+                    variables = loop.train_stage(get_stage(name), config, model, variables,
+                                                 sources, workdir, mesh, log, show_progress,
+                                                 eval_fns, watch)
+                    log.write("time", name, 0, {"stage_seconds": time.time() - stage_started})
+                else:
+                    variables = load_stage(name, config, variables, sources, workdir, mesh)
+        if watch.signal_name is not None and jax.process_count() == 1:
+            raise Preempted(f"stopped by {watch.signal_name} after the last stage finished "
+                            "(its checkpoints are saved), before the test evaluation.")
         final = get_stage(trained[-1])
         test_started = time.time()
         test = evaluate.evaluate(final, eval_fns(final), variables, sources["test"],
@@ -202,16 +216,41 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path,
         log.write("test", final.name, 0, {**test, "seconds": time.time() - test_started})
     finally:
         log.close()
-    results = {"stage": final.name, "stages": trained, "test": test,
-               "seconds": time.time() - started,
-               "theta_convention": config.model.theta_convention,
-               "theta_frame": config.model.theta_frame,
-               "seg_loss": config.stages[final.name].seg_loss}
-    if jax.process_index() == 0:
-        tmp = workdir / "results.json.tmp"
-        tmp.write_text(json.dumps(json_safe(results), indent=2, allow_nan=False))
-        tmp.replace(workdir / "results.json")
-        print(format_results(results), flush=True)
+    return test, final, started
+
+
+def run(config: ml_collections.ConfigDict, workdir: str | Path,
+        stages: Iterable[str] | None = None, show_progress: bool = True) -> dict:
+    """Trains the configured (or given) stages and returns the test results.
+
+    ``stages``: train only these (``stn-icnn train --stage``); the earlier stages of
+    ``config.stage_order`` they build on are loaded from ``workdir`` (their best
+    checkpoints), not trained. Stages a previous run finished are not trained again.
+
+    Raises:
+      WorkdirInUseError: another live run holds ``workdir/train.lock``.
+      Preempted: SIGTERM / SIGINT stopped training after saving a checkpoint; calling
+        ``run`` again resumes.
+    """
+    workdir = Path(workdir).expanduser().absolute()
+    plan = stage_plan(config, stages)
+    trained = [name for name, trains in plan if trains]
+    with contextlib.ExitStack() as stack:
+        if jax.process_index() == 0:
+            stack.enter_context(WorkdirLock(workdir))  # one run per work directory
+            checkpoints.check_or_write_config(workdir, config.to_json(sort_keys=True))
+        multihost_utils.sync_global_devices("config checked")
+        test, final, started = _train_and_test(config, workdir, plan, trained, show_progress)
+        results = {"stage": final.name, "stages": trained, "test": test,
+                   "seconds": time.time() - started,
+                   "theta_convention": config.model.theta_convention,
+                   "theta_frame": config.model.theta_frame,
+                   "seg_loss": config.stages[final.name].seg_loss}
+        if jax.process_index() == 0:
+            tmp = workdir / "results.json.tmp"
+            tmp.write_text(json.dumps(json_safe(results), indent=2, allow_nan=False))
+            tmp.replace(workdir / "results.json")
+            print(format_results(results), flush=True)
     return results
 
 
