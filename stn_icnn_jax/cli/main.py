@@ -23,11 +23,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"stn-icnn {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    from stn_icnn_jax.cli.bench import add_bench_parser  # `stn-icnn bench ...`
     from stn_icnn_jax.cli.data import add_data_parser  # `stn-icnn data ...`
     from stn_icnn_jax.cli.train import add_train_parser  # `stn-icnn train ...`
 
     add_data_parser(subparsers)
     add_train_parser(subparsers)
+    add_bench_parser(subparsers)
     return parser
 
 
