@@ -34,13 +34,20 @@ def add_bench_parser(subparsers) -> argparse.ArgumentParser:
         p.add_argument("--reps", type=int, default=5, help="timed calls (median reported)")
         p.add_argument("--warmup", type=int, default=1, help="untimed calls after compiling")
         p.add_argument("--json", action="store_true", help="print one JSON object")
+        p.add_argument("--compilation_cache", metavar="DIR",
+                       help="use this persistent XLA cache (default: none, so compile_s is "
+                            "a cold compile)")
         p.set_defaults(func=_cmd_bench, accepts_overrides=True)
     return parser
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
+    import jax
+
     from stn_icnn_jax import benchmark
 
+    if args.compilation_cache:
+        jax.config.update("jax_compilation_cache_dir", args.compilation_cache)
     if args.batch < 1 or args.reps < 1 or args.warmup < 0:
         print("stn-icnn bench: error: --batch and --reps must be >= 1, --warmup >= 0",
               file=sys.stderr)
