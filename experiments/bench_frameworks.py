@@ -307,8 +307,11 @@ def write_report(path: Path, args, result: dict, header: str, seconds: float) ->
         "`affine_grid` + `grid_sample` per part, as the authors). Our first-call compile "
         "time is `jit(step).lower(...).compile()` alone.",
         "",
+        "`% peak` uses the jnp.dot rate measured once at the start; on a host whose load "
+        "changes during the run it can exceed 100%.",
+        "",
         f"Run time so far: {seconds / 60:.1f} min. Re-run: `python experiments/bench_frameworks.py"
-        f"{' --quick' if args.quick else ''}`.",
+        f"{' --quick' if args.quick else ''} --threads {args.threads}` (pinned: `taskset -c 1 ...`).",
         "",
     ]
     text = "\n".join(lines)
