@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 from stn_icnn_jax import cli
 
@@ -21,3 +22,15 @@ def test_console_script_runs():
     )
     assert result.returncode == 0, result.stderr
     assert "usage: stn-icnn" in result.stdout
+
+
+def test_train_compilation_cache_is_on_by_default(monkeypatch, tmp_path):
+    from stn_icnn_jax.cli.train import compilation_cache_dir
+
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert compilation_cache_dir(None, False) == str(tmp_path / "stn-icnn" / "jax")
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", "/somewhere")
+    assert compilation_cache_dir(None, False) == "/somewhere"
+    assert compilation_cache_dir("~/c", False) == str(Path("~/c").expanduser())
+    assert compilation_cache_dir("~/c", True) is None

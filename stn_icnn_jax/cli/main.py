@@ -61,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="show the traceback of an error (also accepted after the "
                              "subcommand)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    from stn_icnn_jax.cli.bench import add_bench_parser  # `stn-icnn bench ...`
     from stn_icnn_jax.cli.data import add_data_parser  # `stn-icnn data ...`
     from stn_icnn_jax.cli.eval import add_eval_parser  # `stn-icnn eval ...`
     from stn_icnn_jax.cli.export import add_export_parser  # `stn-icnn export ...`
@@ -72,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_eval_parser(subparsers)
     add_export_parser(subparsers)
     add_parse_parser(subparsers)
+    add_bench_parser(subparsers)
     return parser
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from pathlib import Path
 
 from stn_icnn_jax.errors import UsageError
@@ -29,11 +31,27 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--no_progress", action="store_true", help="no progress bars")
     parser.add_argument(
         "--compilation_cache", metavar="DIR",
-        help="persistent XLA compilation cache (also JAX_COMPILATION_CACHE_DIR): a resumed "
-             "or repeated run reuses the compiled steps instead of compiling them again",
+        help="persistent XLA compilation cache: a resumed or repeated run reuses the compiled "
+             "steps instead of compiling them again. Default: JAX_COMPILATION_CACHE_DIR if "
+             "set, else $XDG_CACHE_HOME/stn-icnn/jax (~/.cache/stn-icnn/jax)",
     )
+    parser.add_argument("--no_compilation_cache", action="store_true",
+                        help="compile every step from scratch (no persistent cache)")
     parser.set_defaults(func=_cmd_train, accepts_overrides=True)
     return parser
+
+
+def compilation_cache_dir(flag: str | None, disabled: bool) -> str | None:
+    """The persistent cache directory: ``--compilation_cache``, else
+    JAX_COMPILATION_CACHE_DIR, else the user cache folder; None when disabled."""
+    if disabled:
+        return None
+    if flag:
+        return str(Path(flag).expanduser())
+    if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return os.environ["JAX_COMPILATION_CACHE_DIR"]
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return str(Path(base) / "stn-icnn" / "jax")
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -47,8 +65,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     except (OSError, KeyError, ValueError, SyntaxError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
         raise UsageError(message) from exc
-    if args.compilation_cache:
-        jax.config.update("jax_compilation_cache_dir", str(Path(args.compilation_cache).expanduser()))
+    cache = compilation_cache_dir(args.compilation_cache, args.no_compilation_cache)
+    jax.config.update("jax_compilation_cache_dir", cache)
     distributed.initialize(args.coordinator, args.num_processes, args.process_id)
     # Errors (a work directory in use or of another config, a NaN loss, a failed save,
     # preemption) propagate to cli.main, which prints them as one line.

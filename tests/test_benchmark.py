@@ -1,0 +1,74 @@
+"""The timing function (stn_icnn_jax/benchmark.py) and `stn-icnn bench` on tiny shapes."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from stn_icnn_jax import benchmark, cli
+
+TINY = ["--config.model.icnn_channels=4,8", "--config.model.num_interlink_layers=1",
+        "--config.model.localizer_channels=4,4,8,8,8,8,8,8", "--config.model.rough_size=32",
+        "--config.model.crop_size=17"]
+
+
+def _conv(padding):
+    return lambda x, w: jax.lax.conv_general_dilated(
+        x, w, (1, 1), padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+def test_flops_of_one_conv_layer_are_the_hand_count():
+    n, h, cin, cout, k = 2, 16, 3, 4, 3
+    x, w = jnp.ones((n, h, h, cin)), jnp.ones((k, k, cin, cout))
+    valid = benchmark.time_jitted(_conv("VALID"), x, w, reps=2)
+    assert valid.flops == 2 * n * (h - k + 1) ** 2 * cin * cout * k * k
+    # SAME: XLA counts the taps that land inside the image: per axis 16 outputs x 3
+    # taps minus the 2 that fall on the padding.
+    same = benchmark.time_jitted(_conv("SAME"), x, w, reps=2)
+    assert same.flops == 2 * n * (h * k - 2) ** 2 * cin * cout
+    assert 0 < same.min_s <= same.median_s <= same.max_s
+    assert same.compile_s > 0 and same.reps == 2
+    assert same.gflops_per_s == pytest.approx(same.flops / same.median_s / 1e9)
+
+
+def test_carried_state_is_fed_back_and_the_callers_copy_survives_donation():
+    state = jnp.zeros((3,))
+    step = lambda s, x: (s + x, jnp.sum(s))  # noqa: E731
+    timing, (final, _) = benchmark.time_jitted(step, state, jnp.ones((3,)), reps=4, warmup=2,
+                                               carry=True, donate_carry=True,
+                                               return_output=True)
+    np.testing.assert_array_equal(final, np.full(3, 6.0))  # 2 warm-up + 4 timed calls
+    np.testing.assert_array_equal(state, np.zeros(3))  # not donated away
+    assert timing.reps == 4
+
+
+def _bench_json(capsys, argv):
+    assert cli.main(["bench", *argv, "--batch", "2", "--canvas", "64", "--reps", "2",
+                     "--json", *TINY]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_bench_train_json(capsys):
+    out = _bench_json(capsys, ["train", "--stage", "rough", "--preset", "paper"])
+    assert (out["stage"], out["preset"], out["batch"], out["reps"]) == ("rough", "paper", 2, 2)
+    assert 0 < out["min_s"] <= out["median_s"] <= out["max_s"] < 60
+    assert out["compile_s"] > 0 and out["first_call_s"] > 0
+    # forward alone: the first conv 3->4 at 32x32, 3x3 SAME, batch 2; a train step is more.
+    assert out["flops"] > 2 * 2 * (32 * 3 - 2) ** 2 * 3 * 4
+    assert out["gflops_per_s"] == pytest.approx(out["flops"] / out["median_s"] / 1e9)
+
+
+def test_bench_parse_json(capsys):
+    out = _bench_json(capsys, ["parse", "--preset", "authors"])
+    assert out["preset"] == "authors" and out["batch"] == 2
+    assert out["median_s"] > 0 and out["compile_s"] > 0 and out["flops"] > 0
+    assert out["per_face_s"] == pytest.approx(out["median_s"] / 2)
+    for half in ("network", "paste_back"):
+        assert out[half]["median_s"] > 0 and out[half]["compile_s"] > 0
+
+
+def test_bench_refuses_a_typo_in_an_override(capsys):
+    assert cli.main(["bench", "train", "--stage", "rough", "--config.model.nope=1"]) == 2
+    assert "nope" in capsys.readouterr().err
