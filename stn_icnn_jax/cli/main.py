@@ -24,10 +24,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"stn-icnn {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     from stn_icnn_jax.cli.data import add_data_parser  # `stn-icnn data ...`
+    from stn_icnn_jax.cli.port import add_port_parser  # `stn-icnn port-weights ...`
     from stn_icnn_jax.cli.train import add_train_parser  # `stn-icnn train ...`
 
     add_data_parser(subparsers)
     add_train_parser(subparsers)
+    add_port_parser(subparsers)
     return parser
 
 
