@@ -22,8 +22,10 @@ statistics included, and a config. By default the config is the authors' convent
 (:func:`authors_config`: their layers, ResNet-18, canvas-frame theta with
 align_corners=True on a 1024 canvas, their mouth centre, softmax CE, PyTorch's
 running-variance update, mirrored patches in separate calls). A container that lacks
-a network is refused unless ``allow_partial``: the missing networks then keep a fresh
-initialisation (seeded) and the record lists them under ``port.initialised``.
+a network is refused unless ``allow_partial``: the missing networks then get a fresh
+initialisation (:func:`fresh_networks`, seeded) and the record lists them under
+``port.initialised`` (evaluating such a file scores an untrained network: the point is
+to continue training, e.g. the end-to-end stage from a stage-1 + localiser checkpoint).
 
 :func:`export_weights` goes back: a weights file -> a container the authors' code loads
 (same key names and shapes as their layout, ``num_batches_tracked`` = 0). Entries their
@@ -45,6 +47,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -434,8 +437,12 @@ def load_container(path: str | Path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise PortError(f"{path}: refused to load with weights_only=True ({first})") from None
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+        if found:  # an object that only full unpickling could build: refused
+            raise PortError(f"{path}: holds a pickled object ({found.group(1)}) that "
+                            "torch.load(weights_only=True) refuses to build; a checkpoint "
+                            "container holds only tensors, numbers and dicts") from None
+        raise PortError(f"{path}: not a readable PyTorch checkpoint (UnpicklingError)") from None
     except Exception as e:  # truncated zip, not a torch file, ...
         raise PortError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from None
 
@@ -468,6 +475,27 @@ def _scalar(value: Any) -> Any:
     return None
 
 
+def fresh_networks(config: STNiCNNConfig, networks: list[str], seed: int) -> dict:
+    """A fresh initialisation of only ``networks`` (``{"params", "batch_stats"}``)."""
+    import jax.numpy as jnp
+
+    from stn_icnn_jax.model import stn_icnn
+
+    model = stn_icnn.STNiCNN(config)
+    key = jax.random.key(seed, impl="rbg")
+    r, c = config.rough_size, config.crop_size
+    calls = {"rough": (stn_icnn.STNiCNN.rough_logits, jnp.zeros((1, r, r, 3))),
+             "localizer": (stn_icnn.STNiCNN.localize, jnp.zeros((1, r, r, 9))),
+             "parts": (stn_icnn.STNiCNN.part_logits, jnp.zeros((1, 6, c, c, 3)))}
+    out: dict = {"params": {}, "batch_stats": {}}
+    for network in networks:
+        method, x = calls[network]
+        v = model.init(jax.random.fold_in(key, list(calls).index(network)), x, False, method=method)
+        for k in out:
+            out[k][network] = jax.tree.map(np.asarray, v[k][network])
+    return out
+
+
 def port_checkpoint(src: str | Path, out: str | Path,
                     config: ml_collections.ConfigDict | None = None,
                     allow_partial: bool = False, seed: int = 0) -> tuple[Path, dict]:
@@ -476,23 +504,23 @@ def port_checkpoint(src: str | Path, out: str | Path,
     ``config``: the run configuration the weights belong to (default
     :func:`authors_config`); its model must be the authors' (else :class:`PortError`).
     ``allow_partial``: port a container without some networks; those are initialised
-    from ``seed`` and listed in the record."""
+    from ``seed`` (:func:`fresh_networks`) and listed in the record."""
     from stn_icnn_jax.config import build
-    from stn_icnn_jax.model import stn_icnn
 
     src = Path(src)
     config = config or authors_config()
     model_config = build.model_config(config)
     container = load_container(src)
     fresh = None
-    if allow_partial and isinstance(container, Mapping) and not all(k in container for k in CONTAINER_NETWORKS):
-        fresh = stn_icnn.init_variables(stn_icnn.STNiCNN(model_config), jax.random.key(seed))
+    if allow_partial and isinstance(container, Mapping):
+        missing = [n for k, n in CONTAINER_NETWORKS.items() if k not in container]
+        fresh = fresh_networks(model_config, missing, seed) if missing else None
     variables, missing = from_container(container, model_config, fresh, allow_partial, str(src))
     record = {"port": {
         "source": str(src),
         "from": "the authors' PyTorch checkpoint container",
         "networks": {n: _NETWORK_KEYS[n] for n in CONTAINER_NETWORKS.values() if n not in missing},
-        "initialised": {n: f"fresh init, seed {seed}" for n in missing},
+        "initialised": {n: f"fresh initialisation, seed {seed}" for n in missing},
         "not_ported": sorted(k for k in container if k in BOOKKEEPING_KEYS),
     }}
     for key in ("step", "epoch", "best_error"):

@@ -22,7 +22,6 @@ from torch_twin import TorchICNNTwin, TorchResNet18Twin, TorchStage2Twin, TorchV
 
 from stn_icnn_jax import port, weights
 from stn_icnn_jax.config import build
-from stn_icnn_jax.model import stn_icnn
 from stn_icnn_jax.model.icnn import torch_icnn_to_flax, torch_parts_to_flax
 from stn_icnn_jax.model.localizer import torch_resnet18_to_flax
 
@@ -75,6 +74,19 @@ def assert_trees_bitwise_equal(a, b):
     for key in la:
         assert la[key].dtype == lb[key].dtype and la[key].shape == lb[key].shape, key
         assert np.array_equal(la[key], lb[key]), f"{key} differs"
+
+
+def random_variables(model_config, seed=0):
+    """Every array of the model random (variances positive): our variables, any values."""
+    rng = np.random.default_rng(seed)
+    template = port._template(model_config)
+
+    def draw(path, x):
+        if jax.tree_util.keystr(path).endswith("['var']"):
+            return rng.uniform(0.5, 1.5, x.shape).astype(np.float32)
+        return rng.normal(size=x.shape).astype(np.float32)
+
+    return jax.tree_util.tree_map_with_path(draw, {k: template[k] for k in ("params", "batch_stats")})
 
 
 @pytest.fixture(scope="module")
@@ -155,15 +167,7 @@ def test_round_trip_jax_torch_jax_is_bit_identical(tmp_path, backbone):
     """Fresh variables (BN statistics randomised) -> .pth -> weights: every array equal
     bit for bit; the .pth loads strictly into the twins of the authors' classes."""
     config = small_authors_config(backbone)
-    model = stn_icnn.STNiCNN(build.model_config(config))
-    variables = stn_icnn.init_variables(model, jax.random.key(1))
-    rng = np.random.default_rng(0)
-    variables = jax.tree_util.tree_map_with_path(
-        lambda p, x: (rng.uniform(0.5, 1.5, x.shape).astype(np.float32)
-                      if jax.tree_util.keystr(p).endswith("['var']") else
-                      rng.normal(size=x.shape).astype(np.float32)
-                      if jax.tree_util.keystr(p).endswith("['mean']") else np.asarray(x)),
-        variables)
+    variables = random_variables(build.model_config(config))
     src = weights.save(tmp_path / "ours.stnw", variables, config)
     pth = port.export_weights(src, tmp_path / "ours.pth")
     container = torch.load(pth, weights_only=True)
@@ -179,8 +183,7 @@ def test_exported_unused_entries_and_masked_rows():
     """Entries the authors' model never uses are written as documented (conv 0, BN
     identity) and the 12 masked fc rows are 0."""
     config = build.model_config(small_authors_config())
-    model = stn_icnn.STNiCNN(config)
-    variables = jax.tree.map(np.asarray, stn_icnn.init_variables(model, jax.random.key(2)))
+    variables = random_variables(config)
     container = port.to_container(variables, config)
     rough = container["model1"]
     assert np.all(rough["interlink_layers.0.iCNN_Nodelist.3.output_conv_node.weight"] == 0)
@@ -214,21 +217,32 @@ def test_every_problem_in_one_error(ported):
     assert not (tmp / "bad.stnw").exists()
 
 
-def test_partial_container_refused_unless_allowed(ported):
-    container, full, _, tmp = ported
-    torch.save({"model2": container["model2"], "epoch": 3}, tmp / "stage2.pth")
-    with pytest.raises(port.PortError, match=r"holds only \['model2'\].*--allow-partial"):
-        port.port_checkpoint(tmp / "stage2.pth", tmp / "stage2.stnw")
-    path, record = port.port_checkpoint(tmp / "stage2.pth", tmp / "stage2.stnw",
-                                        allow_partial=True, seed=5)
+def test_partial_container_refused_unless_allowed(tmp_path):
+    """A container without select_net (a stage-1 + stage-2 file): refused; with
+    allow_partial the two networks are ported and the localiser is a fresh init."""
+    config = small_authors_config("vgg9")
+    rough, _, parts = twins(backbone="vgg9")
+    torch.save({"model1": rough.state_dict(), "model2": parts.state_dict(), "epoch": 3},
+               tmp_path / "stages.pth")
+    with pytest.raises(port.PortError, match=r"holds only \['model1', 'model2'\], not "
+                                             r"\['select_net'\].*--allow-partial"):
+        port.port_checkpoint(tmp_path / "stages.pth", tmp_path / "x.stnw", config=config)
+    assert not (tmp_path / "x.stnw").exists()
+    path, record = port.port_checkpoint(tmp_path / "stages.pth", tmp_path / "partial.stnw",
+                                        config=config, allow_partial=True, seed=5)
     w = weights.load(path)
-    assert record["port"]["networks"] == {"parts": "model2"}
-    assert set(record["port"]["initialised"]) == {"rough", "localizer"}
-    assert_trees_bitwise_equal({k: w.variables[k]["parts"] for k in ("params", "batch_stats")},
-                               {k: full.variables[k]["parts"] for k in ("params", "batch_stats")})
-    fresh = stn_icnn.init_variables(w.model(), jax.random.key(5))
-    assert_trees_bitwise_equal(w.variables["params"]["rough"],
-                               jax.tree.map(np.asarray, fresh["params"]["rough"]))
+    weights.check_variables(w)
+    assert record["port"]["networks"] == {"rough": "model1", "parts": "model2"}
+    assert record["port"]["initialised"] == {"localizer": "fresh initialisation, seed 5"}
+    assert w.record["port"]["epoch"] == 3
+    model_config = w.model_config()
+    assert_trees_bitwise_equal(
+        {k: w.variables[k]["parts"] for k in ("params", "batch_stats")},
+        jax.tree.map(np.asarray, torch_parts_to_flax(parts.state_dict(), model_config.parts)))
+    stats = w.variables["batch_stats"]["localizer"]["features"]["bn_0"]
+    assert np.all(stats["mean"] == 0) and np.all(stats["var"] == 1)  # untrained
+    np.testing.assert_array_equal(w.variables["params"]["localizer"]["fc"]["bias"],
+                                  model_config.localizer.init_free())  # the configured init
 
 
 class Gadget:  # an arbitrary object a pickle could smuggle in
@@ -237,7 +251,8 @@ class Gadget:  # an arbitrary object a pickle could smuggle in
 
 def test_refuses_arbitrary_pickled_objects(tmp_path):
     torch.save({"model1": {}, "extra": Gadget()}, tmp_path / "evil.pth")
-    with pytest.raises(port.PortError, match="weights_only=True"):
+    with pytest.raises(port.PortError, match=r"evil.pth: holds a pickled object "
+                                             r"\(\S*Gadget\).*weights_only=True"):
         port.load_container(tmp_path / "evil.pth")
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(port.PortError, match="junk.pth: not a readable PyTorch checkpoint"):

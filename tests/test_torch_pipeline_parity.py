@@ -16,7 +16,7 @@ crop 15, canvas 96; the authors' layer widths and kernels).
 
 from __future__ import annotations
 
-import dataclasses
+import re
 
 import jax
 import jax.numpy as jnp
@@ -107,6 +107,7 @@ def count_ties(ours_labels, twin_probs):
 # --------------------------------------------------------------------------- inference
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backbone", ["resnet18", "vgg9"])
 def test_inference_matches_the_twin(faces, backbone):
     _, batch = faces
@@ -114,22 +115,25 @@ def test_inference_matches_the_twin(faces, backbone):
     rough, localizer, parts = twins(seed=3, backbone=backbone, input_size=config.model.rough_size)
     pipeline = TorchPipelineTwin(rough, localizer, parts, config.model.crop_size).eval()
 
-    # theta of the fully random localiser
+    # theta of the fully random localiser, from the same probabilities
     model, variables = ours(container_of(rough, localizer, parts), config)
-    logits = model.apply(variables, jnp.asarray(batch["rough_image"]), False,
-                         method=stn_icnn.STNiCNN.rough_logits)
-    theta = model.apply(variables, logits, False, method=stn_icnn.STNiCNN.localize)
     with torch.no_grad():
-        twin_theta = localizer(torch.softmax(rough(nchw(batch["rough_image"])), 1))
+        twin_logits = rough(nchw(batch["rough_image"]))
+        twin_theta = localizer(torch.softmax(twin_logits, 1))
+    theta = model.apply(variables, jnp.asarray(twin_logits.permute(0, 2, 3, 1).numpy()), False,
+                        method=stn_icnn.STNiCNN.localize)
     np.testing.assert_allclose(np.asarray(theta), twin_theta.numpy(), rtol=0, atol=1e-5)
 
-    # the whole pipeline with a head that puts the crops on the parts
+    # the whole pipeline with a head that puts the crops on the parts; parse() is
+    # forward() + softmax + fuse_parts + argmax, done here step by step to see each stage
     realistic_head(localizer, batch, config, backbone)
     model, variables = ours(container_of(rough, localizer, parts), config)
     with torch.no_grad():
         twin = pipeline(nchw(batch["rough_image"]), canvas01(batch))
     out, _ = stn_icnn.forward(model, variables, batch, train=False)
-    parsed = stn_icnn.parse(model, variables, batch)
+    probs = tuple(jax.nn.softmax(z, axis=-1) for z in out["part_logits"])
+    fused = stn_icnn.fuse_parts(probs, out["theta_canvas"], batch["canvas"].shape[1:3], model.config)
+    parsed = {"probs": fused, "labels": jnp.argmax(fused, -1)}
 
     np.testing.assert_allclose(np.asarray(out["rough_logits"]),
                                twin["rough_logits"].permute(0, 2, 3, 1).numpy(), rtol=1e-4, atol=1e-4)
@@ -187,7 +191,7 @@ def torch_step(stage_name, nets, batch, config, rates, optimizer):
     opt.zero_grad()
     loss.backward()
     opt.step()
-    return float(loss)
+    return float(loss.detach())
 
 
 def our_step(stage_name, model, variables, batch, config, optimizer):
@@ -215,6 +219,11 @@ def max_difference(a, b):
             for k in flat_a}
 
 
+# conv biases followed by a BatchNorm (iCNN convs but the last two head convs; VGG convs)
+BIAS_BEFORE_BN = re.compile(r"\['(input_conv_\d+|inter_conv_node|conv_node|output_conv_node|"
+                            r"last_conv1|conv_\d+)'\]\['bias'\]$")
+
+
 def training_parity(stage_name, optimizer, faces, model_overrides=None):
     """(our variables after a step, twin's after a step, start) as our trees."""
     _, batch = faces
@@ -237,10 +246,21 @@ def training_parity(stage_name, optimizer, faces, model_overrides=None):
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 @pytest.mark.parametrize("stage_name", ["rough", "localizer", "parts", "end_to_end"])
 def test_one_training_step_matches_the_twin(faces, stage_name, optimizer):
+    """Every parameter and running statistic to 1e-5, except, with Adam, the conv biases
+    in front of a BatchNorm: their exact gradient is 0 (BN subtracts the batch mean), so
+    both frameworks hold float noise there, which Adam's first step turns into +-lr
+    (|step| <= lr either way; with SGD they agree to 1e-5 like everything else)."""
     after_ours, after_twin, start = training_parity(stage_name, optimizer, faces)
     diff = max_difference(after_ours, after_twin)
-    worst = max(diff, key=diff.get)
-    assert diff[worst] <= 1e-5, (worst, diff[worst])
+    noise = {k for k in diff if optimizer == "adam" and BIAS_BEFORE_BN.search(k)}
+    largest_rate = max(build.stage_config(faces_config(), stage_name).learning_rates.values())
+    for key in noise:
+        assert diff[key] <= 2 * largest_rate + 1e-5, key
+    exact = {k: v for k, v in diff.items() if k not in noise}
+    worst = max(exact, key=exact.get)
+    assert exact[worst] <= 1e-5, (worst, exact[worst])
+    print(f"{stage_name}/{optimizer}: {len(exact)} arrays within {exact[worst]:.2e}; "
+          f"{len(noise)} bias-before-BN arrays")
     moved = max_difference(after_ours, start)
     for network in STAGE_NETWORKS[stage_name]:  # the step did something to what it trains
         assert max(v for k, v in moved.items() if f"['{network}']" in k) > 1e-4, network
@@ -248,6 +268,7 @@ def test_one_training_step_matches_the_twin(faces, stage_name, optimizer):
     assert max(moved[k] for k in running) > 1e-3  # running statistics were updated
 
 
+@pytest.mark.slow
 def test_running_var_update_is_torchs_and_the_switch_matters(faces):
     """The rough stage's step (SGD): with the authors' preset our running variances are
     torch's; with flax's biased update they are not (n/(n-1) on every BN)."""
@@ -295,6 +316,7 @@ def twin_f1(pred_maps, target_maps):
             for name, s in sets.items()}
 
 
+@pytest.mark.slow
 def test_twin_checkpoint_ports_and_scores_the_twins_f1(faces, tmp_path):
     source, batch = faces
     config = faces_config()
