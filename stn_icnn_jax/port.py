@@ -238,10 +238,11 @@ _UNUSED_SUFFIXES = {"conv": ("weight", "bias"),
 def torch_layout(config: STNiCNNConfig) -> dict[str, dict[str, tuple[int, ...]]]:
     """The container the authors' code saves for ``config``'s model: container key ->
     {torch name: shape}, every entry their model classes hold (unused ones included)."""
-    template = _template(config)
+    tables = {key: _rows(network, config) for key, network in CONTAINER_NETWORKS.items()}
+    template = _template(config)  # after the checks of _rows: tracing the model is slow
     out: dict[str, dict[str, tuple[int, ...]]] = {}
     for key, network in CONTAINER_NETWORKS.items():
-        rows, unused = _rows(network, config)
+        rows, unused = tables[key]
         layout: dict[str, tuple[int, ...]] = {}
         for fpath, tname, kind in rows:
             params = _get(template["params"][network], fpath)

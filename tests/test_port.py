@@ -8,9 +8,6 @@ own state dicts (strict load_state_dict)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
 
 import jax
 import numpy as np
@@ -25,8 +22,6 @@ from stn_icnn_jax.config import build
 from stn_icnn_jax.model.icnn import torch_icnn_to_flax, torch_parts_to_flax
 from stn_icnn_jax.model.localizer import torch_resnet18_to_flax
 
-REPO = Path(__file__).resolve().parents[1]
-LAYOUT_FILE = Path(__file__).with_name("data") / "authors_state_dict_layout.txt"
 
 
 def small_authors_config(backbone="resnet18"):
@@ -269,28 +264,36 @@ def test_paper_preset_cannot_become_the_authors_layout():
 # --------------------------------------------------------------------------- command line
 
 
-def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "stn_icnn_jax.cli", "port-weights", *args],
-                          capture_output=True, text=True, cwd=REPO, timeout=600,
-                          env={**__import__("os").environ, "PYTHONPATH": str(REPO)})
+def run_cli(capsys, *args):
+    """``stn-icnn port-weights ARGS`` in this process: (return code, stdout, stderr)."""
+    from stn_icnn_jax.cli.main import main
+
+    code = main(["port-weights", *args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
 
 
-def test_cli_both_ways_and_one_line_errors(ported):
+def test_cli_both_ways_and_one_line_errors(ported, capsys):
     container, w, _, tmp = ported
-    out = run_cli("--from", str(tmp / "ported.stnw"), "--out", str(tmp / "cli.pth"), "--to-torch")
-    assert out.returncode == 0, out.stderr
+    code, _, err = run_cli(capsys, "--from", str(tmp / "ported.stnw"), "--out", str(tmp / "cli.pth"),
+                           "--to-torch")
+    assert code == 0, err
     back = torch.load(tmp / "cli.pth", weights_only=True)
     for key, name in (("model1", "input_conv.0.weight"), ("model1", "last_con1_bnm.running_var"),
                       ("model2", "model.3.last_conv3.weight"), ("select_net", "layer4.1.bn2.running_mean"),
                       ("select_net", "conv1.weight")):
         assert torch.equal(back[key][name], container[key][name]), (key, name)
-    out = run_cli("--from", str(tmp / "cli.pth"), "--out", str(tmp / "cli.stnw"))
-    assert out.returncode == 0, out.stderr
-    assert "ported model1 -> rough" in out.stdout
+    code, stdout, err = run_cli(capsys, "--from", str(tmp / "cli.pth"), "--out", str(tmp / "cli.stnw"))
+    assert code == 0, err
+    assert "ported model1 -> rough" in stdout
     assert_trees_bitwise_equal(weights.load(tmp / "cli.stnw").variables, w.variables)
     torch.save({"model2": container["model2"]}, tmp / "part.pth")
-    out = run_cli("--from", str(tmp / "part.pth"), "--out", str(tmp / "part.stnw"))
-    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
-    assert "part.pth" in out.stderr and "--allow-partial" in out.stderr
-    out = run_cli("--from", str(tmp / "missing.pth"), "--out", str(tmp / "x.stnw"))
-    assert out.returncode == 2 and out.stderr.strip().endswith("missing.pth: no such checkpoint file")
+    code, _, err = run_cli(capsys, "--from", str(tmp / "part.pth"), "--out", str(tmp / "part.stnw"))
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert err.startswith("stn-icnn port-weights: error: ")
+    assert "part.pth" in err and "--allow-partial" in err
+    code, _, err = run_cli(capsys, "--from", str(tmp / "missing.pth"), "--out", str(tmp / "x.stnw"))
+    assert code == 2 and err.strip().endswith("missing.pth: no such checkpoint file")
+    code, _, err = run_cli(capsys, "--from", str(tmp / "ported.stnw"), "--out", str(tmp / "y.pth"),
+                           "--to-torch", "--allow-partial")
+    assert code == 2 and "--to-torch takes the config from the weights file" in err
