@@ -16,7 +16,6 @@ crop 15, canvas 96; the authors' layer widths and kernels).
 
 from __future__ import annotations
 
-import re
 
 import jax
 import jax.numpy as jnp
@@ -190,8 +189,13 @@ def torch_step(stage_name, nets, batch, config, rates, optimizer):
         loss = part_loss(parts(affine_crop(canvas, theta, crop)), labels)
     opt.zero_grad()
     loss.backward()
+    grads = {}
+    for key, module in zip(("model1", "select_net", "model2"), (rough, localizer, parts)):
+        named = dict(module.named_parameters())
+        grads[key] = {k: (named[k].grad.clone() if k in named and named[k].grad is not None
+                          else torch.zeros_like(v)) for k, v in module.state_dict().items()}
     opt.step()
-    return float(loss.detach())
+    return float(loss.detach()), grads
 
 
 def our_step(stage_name, model, variables, batch, config, optimizer):
@@ -219,48 +223,62 @@ def max_difference(a, b):
             for k in flat_a}
 
 
-# conv biases followed by a BatchNorm (iCNN convs but the last two head convs; VGG convs)
-BIAS_BEFORE_BN = re.compile(r"\['(input_conv_\d+|inter_conv_node|conv_node|output_conv_node|"
-                            r"last_conv1|conv_\d+)'\]\['bias'\]$")
-
-
 def training_parity(stage_name, optimizer, faces, model_overrides=None):
-    """(our variables after a step, twin's after a step, start) as our trees."""
-    _, batch = faces
-    batch = {k: v[:2] for k, v in batch.items()}
+    """(our variables after a step, twin's after a step, start, torch's gradients) as our
+    trees. Two faces at rough size 64: at 32 the ResNet's last BatchNorm would see 2
+    values per channel (1x1 maps), where train-mode normalisation is ill-conditioned
+    (differences of 3e-3 in theta were measured there, 5e-6 at 64)."""
+    source, _ = faces
     config = faces_config()
+    config.model.rough_size = 64
     for key, value in (model_overrides or {}).items():
         config.model[key] = value
+    loader = input_pipeline.make_loader(source, input_pipeline.FEATURES,
+                                        build.input_config(config, 2, training=False))
+    batch = next(iter(loader))
     nets = twins(seed=7)
     start = container_of(*nets)
     model, variables = ours(start, config)
     rates = dict(build.stage_config(config, stage_name).learning_rates)
-    torch_loss = torch_step(stage_name, nets, batch, config, rates, optimizer)
+    torch_loss, grads = torch_step(stage_name, nets, batch, config, rates, optimizer)
     after_ours, our_loss = our_step(stage_name, model, variables, batch, config, optimizer)
     _, after_twin = ours(container_of(*nets), config)
+    _, torch_grads = ours(grads, config)
     np.testing.assert_allclose(our_loss, torch_loss, rtol=1e-5)
-    return after_ours, after_twin, variables
+    return after_ours, after_twin, variables, torch_grads["params"]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 @pytest.mark.parametrize("stage_name", ["rough", "localizer", "parts", "end_to_end"])
 def test_one_training_step_matches_the_twin(faces, stage_name, optimizer):
-    """Every parameter and running statistic to 1e-5, except, with Adam, the conv biases
-    in front of a BatchNorm: their exact gradient is 0 (BN subtracts the batch mean), so
-    both frameworks hold float noise there, which Adam's first step turns into +-lr
-    (|step| <= lr either way; with SGD they agree to 1e-5 like everything else)."""
-    after_ours, after_twin, start = training_parity(stage_name, optimizer, faces)
-    diff = max_difference(after_ours, after_twin)
-    noise = {k for k in diff if optimizer == "adam" and BIAS_BEFORE_BN.search(k)}
-    largest_rate = max(build.stage_config(faces_config(), stage_name).learning_rates.values())
-    for key in noise:
-        assert diff[key] <= 2 * largest_rate + 1e-5, key
-    exact = {k: v for k, v in diff.items() if k not in noise}
-    worst = max(exact, key=exact.get)
-    assert exact[worst] <= 1e-5, (worst, exact[worst])
-    print(f"{stage_name}/{optimizer}: {len(exact)} arrays within {exact[worst]:.2e}; "
-          f"{len(noise)} bias-before-BN arrays")
+    """Every parameter and running statistic to 1e-5, except, with Adam, the elements
+    whose gradient is at the float-noise level (|g| < 1e-5 max |g| of its array, e.g. the
+    conv biases in front of a BatchNorm, whose exact gradient is 0): Adam's first step is
+    lr g / (|g| + eps), so there the two frameworks' rounding noise becomes +-lr. Those
+    are bounded by 2 lr and counted; with SGD everything agrees to 1e-5."""
+    after_ours, after_twin, start, grads = training_parity(stage_name, optimizer, faces)
+    rate = max(build.stage_config(faces_config(), stage_name).learning_rates.values())
+    worst, noisy, total = 0.0, 0, 0
+    flat_ours = dict(jax.tree_util.tree_leaves_with_path(after_ours))
+    flat_twin = dict(jax.tree_util.tree_leaves_with_path(after_twin))
+    flat_grads = {("params",) + tuple(k): v for k, v in
+                  ((tuple(p.key for p in path), g) for path, g in jax.tree_util.tree_leaves_with_path(grads))}
+    for path, value in flat_ours.items():
+        diff = np.abs(np.asarray(value) - np.asarray(flat_twin[path]))
+        grad = flat_grads.get(tuple(p.key for p in path))
+        noise = np.zeros(diff.shape, bool)
+        if optimizer == "adam" and grad is not None:
+            grad = np.abs(np.asarray(grad))
+            noise = grad < 1e-5 * max(grad.max(), 1e-30)
+        assert np.all(diff[noise] <= 2 * rate + 1e-5), jax.tree_util.keystr(path)
+        if (~noise).any():
+            worst = max(worst, float(diff[~noise].max()))
+        noisy += int(noise.sum())
+        total += diff.size
+        assert worst <= 1e-5, (jax.tree_util.keystr(path), worst)
+    print(f"{stage_name}/{optimizer}: {total} values within {worst:.2e}, "
+          f"{noisy} at gradient-noise level")
     moved = max_difference(after_ours, start)
     for network in STAGE_NETWORKS[stage_name]:  # the step did something to what it trains
         assert max(v for k, v in moved.items() if f"['{network}']" in k) > 1e-4, network
@@ -272,10 +290,10 @@ def test_one_training_step_matches_the_twin(faces, stage_name, optimizer):
 def test_running_var_update_is_torchs_and_the_switch_matters(faces):
     """The rough stage's step (SGD): with the authors' preset our running variances are
     torch's; with flax's biased update they are not (n/(n-1) on every BN)."""
-    after_ours, after_twin, _ = training_parity("rough", "sgd", faces)
+    after_ours, after_twin, _, _ = training_parity("rough", "sgd", faces)
     diff = max_difference(after_ours, after_twin)
     assert max(diff.values()) <= 1e-5
-    biased, _, _ = training_parity("rough", "sgd", faces, {"bn_running_var": "biased"})
+    biased, _, _, _ = training_parity("rough", "sgd", faces, {"bn_running_var": "biased"})
     diff = max_difference(biased, after_twin)
     var = [k for k in diff if k.endswith("['var']") and "['rough']" in k]
     assert min(diff[k] for k in var) > 0 and max(diff[k] for k in var) > 1e-4
