@@ -1,7 +1,12 @@
-"""Our own PyTorch statement of the authors' networks, from the facts in
-docs/authors-code.md: the iCNN (``FaceModel``), the stage-2 part models
-(``Stage2Model``) and the ResNet-18 localiser. State-dict names match the authors'
-layout (unused layers included), so converters and parity checks can use them.
+"""Our own PyTorch statement of the authors' networks and inference path, from the
+facts in docs/authors-code.md: the iCNN (``FaceModel``), the stage-2 part models
+(``Stage2Model``), the ResNet-18 localiser, the paper's VGG-9 localiser (as this
+package builds it, model/localizer.py), and the whole pipeline (:class:`TorchPipelineTwin`:
+stage 1, softmax, localiser, crop on the padded canvas with ``grid_sample``, the part
+models with the right brow/eye through the mirrored left model, paste-back with the
+inverse theta on the full canvas, fusion, argmax) plus the authors' training losses.
+State-dict names match the authors' layout (unused layers included), so converters and
+parity checks can use them.
 
 Shared by the parity tests and the framework benchmarks (experiments/ puts tests/ on
 ``sys.path`` to import it).
@@ -31,7 +36,8 @@ class _TwinLayer(tnn.Module):
         n = len(chs)
         ins = [(chs[i - 1] if i > 0 else 0) + chs[i] + (chs[i + 1] if i < n - 1 else 0)
                for i in range(n)]
-        outs = [chs[i] + chs[i + 1] if i < n - 1 else 64 for i in range(n)]  # 64: authors' dummy
+        # node n-1's unused output conv: 2 c_{n-1} inputs (64 for the authors' widths)
+        outs = [chs[i] + chs[i + 1] if i < n - 1 else 2 * chs[-1] for i in range(n)]
         self.iCNN_Nodelist = tnn.ModuleList(_TwinNode(ins[i], chs[i], outs[i], k) for i in range(n))
 
 
@@ -134,3 +140,139 @@ class TorchResNet18Twin(tnn.Module):
         mask = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]])
         return theta * mask
 
+
+
+THETA_MASK = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]])
+
+
+class TorchVGG9Twin(tnn.Module):
+    """Our torch statement of the paper's VGG-9 localiser as model/localizer.py builds it:
+    8 x [conv3x3/p1 + BN + ReLU], average pooling 3/2/1 over valid pixels after every two
+    convs, the features flattened in (h, w, c) order, one linear layer giving (sx, sy,
+    tx, ty) per part. Returns theta (N, parts, 2, 3)."""
+
+    def __init__(self, channels=(32, 32, 64, 64, 128, 128, 256, 256), input_size=128,
+                 in_channels=9, num_parts=6):
+        super().__init__()
+        self.num_parts = num_parts
+        ins = (in_channels,) + tuple(channels[:-1])
+        self.convs = tnn.ModuleList(tnn.Conv2d(i, o, 3, 1, 1) for i, o in zip(ins, channels))
+        self.bns = tnn.ModuleList(tnn.BatchNorm2d(o) for o in channels)
+        side = input_size
+        for _ in range(len(channels) // 2):
+            side = (side + 2 - 3) // 2 + 1
+        self.fc = tnn.Linear(side * side * channels[-1], 4 * num_parts)
+
+    def forward(self, x):
+        for k, (conv, bn) in enumerate(zip(self.convs, self.bns)):
+            x = torch.relu(bn(conv(x)))
+            if k % 2 == 1:
+                x = F.avg_pool2d(x, 3, 2, 1, count_include_pad=False)
+        free = self.fc(x.permute(0, 2, 3, 1).flatten(1)).view(-1, self.num_parts, 4)
+        sx, sy, tx, ty = free.unbind(-1)
+        zero = torch.zeros_like(sx)
+        return torch.stack([torch.stack([sx, zero, tx], -1), torch.stack([zero, sy, ty], -1)], -2)
+
+
+# --------------------------------------------------------------------------- pipeline
+
+
+def affine_crop(canvas, theta, size):
+    """The authors' crop: canvas (N, C, H, W), theta (N, P, 2, 3) -> (N, P, C, size, size);
+    affine grid + bilinear grid_sample, zero padding, align_corners=True."""
+    n, p = theta.shape[:2]
+    c = canvas.shape[1]
+    grid = F.affine_grid(theta.reshape(n * p, 2, 3), [n * p, c, size, size], align_corners=True)
+    src = canvas[:, None].expand(n, p, *canvas.shape[1:]).reshape(n * p, *canvas.shape[1:])
+    out = F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    return out.view(n, p, c, size, size)
+
+
+PART_CHANNELS = ((1,), (2,), (3,), (4,), (5,), (6, 7, 8))
+"""The 9-class channels each of the six parts predicts (after its background)."""
+
+
+def crop_labels(canvas_onehot, theta, size):
+    """The authors' label crops: the 9-channel canvas labels (N, 9, H, W) sampled with
+    nearest at theta, each part's [1 - sum(fg), fg...], argmax -> six (N, size, size)."""
+    n, p = theta.shape[:2]
+    grid = F.affine_grid(theta.reshape(n * p, 2, 3), [n * p, 9, size, size], align_corners=True)
+    src = canvas_onehot[:, None].expand(n, p, *canvas_onehot.shape[1:]).reshape(n * p, *canvas_onehot.shape[1:])
+    crops = F.grid_sample(src, grid, mode="nearest", padding_mode="zeros",
+                          align_corners=True).view(n, p, 9, size, size)
+    out = []
+    for k, channels in enumerate(PART_CHANNELS):
+        fg = crops[:, k, list(channels)]
+        out.append(torch.cat([1 - fg.sum(1, keepdim=True), fg], 1).argmax(1))
+    return out
+
+
+def affine_mapback(probs, theta, canvas_size):
+    """The authors' paste-back and fusion: six part softmax maps (N, C_k, h, w) pasted
+    with the inverse theta on the full (H, W) canvas (nearest, zeros, align_corners=True);
+    background = product of the parts' 1 - paste(1 - p_bg); -> (N, 9, H, W)."""
+    n = theta.shape[0]
+    hc, wc = canvas_size
+    sx, tx = theta[..., 0, 0], theta[..., 0, 2]
+    sy, ty = theta[..., 1, 1], theta[..., 1, 2]
+    zero = torch.zeros_like(sx)
+    inverse = torch.stack([torch.stack([1 / sx, zero, -tx / sx], -1),
+                           torch.stack([zero, 1 / sy, -ty / sy], -1)], -2)
+    background = torch.ones(n, 1, hc, wc)
+    foreground = []
+    for k, p in enumerate(probs):
+        maps = torch.cat([1 - p[:, :1], p[:, 1:]], 1)
+        grid = F.affine_grid(inverse[:, k], [n, maps.shape[1], hc, wc], align_corners=True)
+        pasted = F.grid_sample(maps, grid, mode="nearest", padding_mode="zeros", align_corners=True)
+        background = background * (1 - pasted[:, :1])
+        foreground.append(pasted[:, 1:])
+    return torch.cat([background] + foreground, 1)
+
+
+def theta_from_centers(centers, crop_size, canvas_size):
+    """The authors' ground-truth theta (their eq. 21): centres (N, 6, 2) = (y, x) canvas
+    pixels -> [[s, 0, -1 + 2x/(W-1)], [0, s, -1 + 2y/(H-1)]], s = (crop-1)/(W-1)."""
+    s = (crop_size - 1) / (canvas_size - 1)
+    y, x = centers[..., 0], centers[..., 1]
+    t_x, t_y = -1 + 2 * x / (canvas_size - 1), -1 + 2 * y / (canvas_size - 1)
+    full = torch.full_like(x, s)
+    zero = torch.zeros_like(x)
+    return torch.stack([torch.stack([full, zero, t_x], -1), torch.stack([zero, full, t_y], -1)], -2)
+
+
+class TorchPipelineTwin(tnn.Module):
+    """The authors' inference path: ``rough`` (TorchICNNTwin(9)), ``localizer``
+    (TorchResNet18Twin or TorchVGG9Twin), ``parts`` (TorchStage2Twin)."""
+
+    def __init__(self, rough, localizer, parts, crop_size=81):
+        super().__init__()
+        self.rough, self.localizer, self.parts = rough, localizer, parts
+        self.crop_size = crop_size
+
+    def forward(self, rough_image, canvas, theta=None):
+        """rough_image (N, 3, r, r) and canvas (N, 3, H, W) in [0, 1]; ``theta`` (canvas
+        frame) replaces the localiser's (ground-truth crops). Returns a dict."""
+        out = {}
+        if theta is None:
+            out["rough_logits"] = self.rough(rough_image)
+            theta = self.localizer(torch.softmax(out["rough_logits"], 1))
+        out["theta"] = theta
+        out["patches"] = affine_crop(canvas, theta, self.crop_size)
+        out["part_logits"] = self.parts(out["patches"])
+        probs = [torch.softmax(z, 1) for z in out["part_logits"]]
+        out["probs"] = affine_mapback(probs, theta, canvas.shape[2:])
+        out["labels"] = out["probs"].argmax(1)
+        return out
+
+
+# --------------------------------------------------------------------------- training
+
+
+def part_loss(part_logits, part_labels):
+    """The authors' stage-2 loss: the SUM over the six parts of softmax CE (mean over pixels)."""
+    return sum(F.cross_entropy(z, t) for z, t in zip(part_logits, part_labels))
+
+
+def smooth_l1_theta(theta, target):
+    """SmoothL1 (beta 1) averaged over all N*6*2*3 entries, masked zeros included."""
+    return F.smooth_l1_loss(theta, target)

@@ -66,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     from stn_icnn_jax.cli.eval import add_eval_parser  # `stn-icnn eval ...`
     from stn_icnn_jax.cli.export import add_export_parser  # `stn-icnn export ...`
     from stn_icnn_jax.cli.parse import add_parse_parser  # `stn-icnn parse ...`
+    from stn_icnn_jax.cli.port import add_port_parser  # `stn-icnn port-weights ...`
     from stn_icnn_jax.cli.train import add_train_parser  # `stn-icnn train ...`
 
     add_data_parser(subparsers)
@@ -74,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_export_parser(subparsers)
     add_parse_parser(subparsers)
     add_bench_parser(subparsers)
+    add_port_parser(subparsers)
     return parser
 
 

@@ -66,6 +66,8 @@ def base_config() -> ml_collections.ConfigDict:
         crop_size=model.crop_size,
         theta_convention=model.theta_convention,  # "paper" (eq. 21) | "authors" (align_corners)
         theta_frame=model.theta_frame,     # "image" (eq. 21) | "canvas" (authors)
+        bn_running_var=icnn.bn_running_var,  # "biased" (flax) | "unbiased" (PyTorch)
+        mirrored_pass=model.mirrored_pass,  # right brow/eye: "joint" batch | "separate" calls (authors)
     ))
     c.train = ml_collections.ConfigDict(dict(
         batch_size=32,
@@ -83,4 +85,27 @@ def base_config() -> ml_collections.ConfigDict:
         parts=_stage({"parts": 0.0008}, 25),  # Table 1 gives none; the authors' 0.0008
         end_to_end=_stage({"rough": 1e-4, "localizer": 1e-4, "parts": 1e-2}, 25),
     ))
+    return c
+
+
+def apply_authors_conventions(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Switches ``c`` (in place, and returns it) to the authors' code conventions
+    (docs/authors-code.md): their iCNN layers and ResNet-18 localiser, canvas-frame
+    theta with align_corners=True on a 1024 canvas, floored centroids with the
+    mean-of-three mouth, their augmentation, PyTorch's BatchNorm running-variance update,
+    the mirrored patches in separate calls, softmax CE with parts summed, and frozen
+    networks that still update their BatchNorm statistics."""
+    c.data.canvas_size = 1024
+    c.data.center_convention = "authors"
+    c.data.augment = "authors"
+    c.model.icnn_preset = "authors"
+    c.model.localizer_backbone = "resnet18"
+    c.model.theta_convention = "authors"
+    c.model.theta_frame = "canvas"
+    c.model.bn_running_var = "unbiased"
+    c.model.mirrored_pass = "separate"
+    for stage in c.stages.values():
+        stage.seg_loss = "ce"
+        stage.part_reduction = "sum"
+        stage.update_frozen_batch_stats = True
     return c

@@ -94,19 +94,24 @@ def apply_override(config: ml_collections.ConfigDict, key: str, raw: str) -> Non
 def model_config(config: ml_collections.ConfigDict) -> STNiCNNConfig:
     """The model described by ``config.model`` (localiser head at its default init)."""
     m = config.model
+    # fields added after weights files were first written: their defaults when absent
+    running_var = m.get("bn_running_var", "biased")
 
     def icnn(labels):
         return dataclasses.replace(
             ICNNConfig.from_preset(m.icnn_preset, labels),
             channels=tuple(m.icnn_channels), num_interlink_layers=m.num_interlink_layers,
+            bn_running_var=running_var,
         )
 
     localizer = LocalizerConfig(
         backbone=m.localizer_backbone, input_size=m.rough_size,
         channels=tuple(m.localizer_channels), isotropic=m.isotropic,
+        bn_running_var=running_var,
     )
     return STNiCNNConfig(
         rough=icnn(NUM_CLASSES), parts=icnn(2), share_left_right=m.share_left_right,
+        mirrored_pass=m.get("mirrored_pass", "joint"),
         localizer=localizer, rough_size=m.rough_size, crop_size=m.crop_size,
         theta_convention=m.theta_convention, theta_frame=m.theta_frame,
         canvas_size=config.data.canvas_size,

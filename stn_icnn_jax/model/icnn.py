@@ -57,9 +57,9 @@ nose, ``model.3`` = mouth, i.e. the flax sub-modules of :class:`PartModels` with
 ``share_left_right=True``. :func:`torch_icnn_to_flax` and :func:`torch_parts_to_flax`
 implement this.
 
-Known difference in *training* mode: torch updates ``running_var`` with the unbiased
-batch variance (n/(n-1)), flax with the biased one; normalisation itself and eval mode
-are identical.
+Training mode: torch updates ``running_var`` with the unbiased batch variance
+(n/(n-1)), flax with the biased one; ``bn_running_var="unbiased"`` does what torch does
+(normalisation itself and eval mode are identical either way).
 """
 
 from __future__ import annotations
@@ -76,6 +76,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
+from stn_icnn_jax.model.batchnorm import BatchNorm, check_running_var
 from stn_icnn_jax.taxonomy import PART_NAMES, PART_NUM_LABELS
 
 __all__ = [
@@ -85,6 +86,7 @@ __all__ = [
     "PART_NAMES",
     "PART_NUM_LABELS",
     "SHARED_PART_MODELS",
+    "MIRRORED_PASSES",
     "count_params",
     "max_pool_down",
     "nearest_up",
@@ -122,6 +124,8 @@ class ICNNConfig:
         (authors: no; paper reading: yes). The last head conv never has BN/activation.
       use_bias: conv biases (authors: yes, even before BN).
       bn_epsilon, bn_momentum: flax BatchNorm settings (torch momentum m = 1 - flax m).
+      bn_running_var: "biased" (flax) or "unbiased" (PyTorch) batch variance in the
+        training-mode running-variance update (``model/batchnorm.py``).
       torch_init: PyTorch's default conv init (kaiming_uniform(a=sqrt 5) kernels, bias
         U(+-1/sqrt(fan_in))) instead of flax's (lecun_normal, zero bias).
       in_channels: input channels (RGB = 3).
@@ -141,6 +145,7 @@ class ICNNConfig:
     use_bias: bool = True
     bn_epsilon: float = 1e-5
     bn_momentum: float = 0.9
+    bn_running_var: str = "biased"
     torch_init: bool = True
     in_channels: int = 3
 
@@ -148,6 +153,7 @@ class ICNNConfig:
         if self.num_labels < 1:
             raise ValueError(f"num_labels must be >= 1, got {self.num_labels}")
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
+        check_running_var(self.bn_running_var)
         if len(self.channels) < 1 or min(self.channels) < 1:
             raise ValueError(f"channels must be a non-empty tuple of positive ints, got {self.channels}")
         if self.num_interlink_layers < 0:
@@ -272,14 +278,9 @@ def _conv(cfg: ICNNConfig, features: int, kernel: int, in_features: int, name: s
     )
 
 
-def _bn(cfg: ICNNConfig, train: bool, name: str) -> nn.BatchNorm:
-    return nn.BatchNorm(
-        use_running_average=not train,
-        momentum=cfg.bn_momentum,
-        epsilon=cfg.bn_epsilon,
-        use_fast_variance=False,
-        name=name,
-    )
+def _bn(cfg: ICNNConfig, train: bool, name: str) -> BatchNorm:
+    return BatchNorm(use_running_average=not train, momentum=cfg.bn_momentum,
+                     epsilon=cfg.bn_epsilon, running_var=cfg.bn_running_var, name=name)
 
 
 def _check_image(x: jax.Array, in_channels: int, min_size: int, what: str) -> None:
@@ -409,6 +410,8 @@ class ICNN(nn.Module):
 # The order of the 6 stage-2 patches and each part model's labels (background + the
 # part's classes) are defined once, in ``stn_icnn_jax.taxonomy``.
 
+MIRRORED_PASSES: tuple[str, ...] = ("joint", "separate")
+
 SHARED_PART_MODELS: tuple[str, ...] = ("brow", "eye", "nose", "mouth")
 """Sub-module names with ``share_left_right=True`` (= torch ``model.0`` .. ``model.3``)."""
 
@@ -426,12 +429,18 @@ class PartModels(nn.Module):
         ``mouth``; the right brow/eye are mirrored along the width axis, run through the
         left model, and the output mirrored back. Left and mirrored right go through the
         shared model in *one* batch (2N), so in train mode their BN batch statistics are
-        pooled (the authors call the model twice). False: 6 separate models named after
-        :data:`PART_NAMES`.
+        pooled, unless ``mirrored_pass="separate"``. False: 6 separate models named
+        after :data:`PART_NAMES`.
+      mirrored_pass: with shared models, ``"joint"`` runs the left and the mirrored
+        right patch as one batch; ``"separate"`` calls the model twice, left first (the
+        authors' code): in train mode each call normalises with its own batch
+        statistics and updates the running statistics once (two updates per step).
+        Identical in eval mode.
     """
 
     config: ICNNConfig = ICNNConfig.authors(2)
     share_left_right: bool = True
+    mirrored_pass: str = "joint"
 
     def _cfg(self, num_labels: int) -> ICNNConfig:
         return dataclasses.replace(self.config, num_labels=num_labels)
@@ -447,10 +456,17 @@ class PartModels(nn.Module):
         p = [patches[:, k] for k in range(len(PART_NAMES))]
         flip = lambda a: jnp.flip(a, axis=2)  # noqa: E731  (width axis of NHWC)
 
+        if self.mirrored_pass not in MIRRORED_PASSES:
+            raise ValueError(f"mirrored_pass must be one of {MIRRORED_PASSES}, got "
+                             f"{self.mirrored_pass!r}")
         if self.share_left_right:
             outs: list[jax.Array | None] = [None] * 6
             for name, (left, right) in (("brow", (0, 1)), ("eye", (2, 3))):
                 model = ICNN(self._cfg(PART_NUM_LABELS[left]), name=name)
+                if self.mirrored_pass == "separate":
+                    outs[left] = model(p[left], train)
+                    outs[right] = flip(model(flip(p[right]), train))
+                    continue
                 both = model(jnp.concatenate([p[left], flip(p[right])], axis=0), train)
                 outs[left], outs[right] = both[:n], flip(both[n:])
             outs[4] = ICNN(self._cfg(PART_NUM_LABELS[4]), name="nose")(p[4], train)

@@ -64,6 +64,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
+from stn_icnn_jax.model.batchnorm import BatchNorm, check_running_var
 from stn_icnn_jax.taxonomy import NUM_CLASSES
 
 __all__ = [
@@ -126,6 +127,7 @@ class LocalizerConfig:
       init_params: (num_parts, 4) (sx, sy, tx, ty) the untrained net outputs.
       head_init_scale: std of the dense kernel's normal init (0 = zeros).
       bn_epsilon, bn_momentum: flax BatchNorm settings.
+      bn_running_var: "biased" (flax) or "unbiased" (PyTorch) running-variance update.
     """
 
     backbone: str = "vgg9"
@@ -142,8 +144,10 @@ class LocalizerConfig:
     head_init_scale: float = 0.0
     bn_epsilon: float = 1e-5
     bn_momentum: float = 0.9
+    bn_running_var: str = "biased"
 
     def __post_init__(self):
+        check_running_var(self.bn_running_var)
         if self.backbone not in ("vgg9", "resnet18"):
             raise ValueError(f"backbone must be 'vgg9' or 'resnet18', got {self.backbone!r}")
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
@@ -185,9 +189,9 @@ def _free_to_params(free: jax.Array, isotropic: bool) -> jax.Array:
 _conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")  # torchvision's kaiming
 
 
-def _bn(cfg: LocalizerConfig, train: bool, name: str) -> nn.BatchNorm:
-    return nn.BatchNorm(use_running_average=not train, momentum=cfg.bn_momentum,
-                        epsilon=cfg.bn_epsilon, use_fast_variance=False, name=name)
+def _bn(cfg: LocalizerConfig, train: bool, name: str) -> BatchNorm:
+    return BatchNorm(use_running_average=not train, momentum=cfg.bn_momentum,
+                     epsilon=cfg.bn_epsilon, running_var=cfg.bn_running_var, name=name)
 
 
 class _VGG9Features(nn.Module):

@@ -45,6 +45,8 @@ class STNiCNNConfig:
       rough: stage-1 iCNN (9 labels).
       parts: part iCNN template (its num_labels is replaced per part).
       share_left_right: right brow/eye use the left model through a flip.
+      mirrored_pass: ``"joint"`` (left and mirrored right in one batch) or
+        ``"separate"`` (two calls, as the authors' code; see ``PartModels``).
       localizer: the STN localisation net.
       rough_size: side of the stage-1 input (128).
       crop_size: side of the part patches (81 HELEN, 127 CelebAMask-HQ; odd).
@@ -59,6 +61,7 @@ class STNiCNNConfig:
     rough: ICNNConfig = ICNNConfig.paper(NUM_CLASSES)
     parts: ICNNConfig = ICNNConfig.paper(2)
     share_left_right: bool = True
+    mirrored_pass: Literal["joint", "separate"] = "joint"
     localizer: LocalizerConfig = LocalizerConfig()
     rough_size: int = 128
     crop_size: int = 81
@@ -86,11 +89,16 @@ class STNiCNNConfig:
 
     @classmethod
     def authors(cls, **overrides) -> "STNiCNNConfig":
-        """The authors' code: their iCNN layers, ResNet-18 L, canvas theta, align_corners."""
+        """The authors' code: their iCNN layers, ResNet-18 L, canvas theta, align_corners,
+        PyTorch's BatchNorm running-variance update, the mirrored patches in separate calls."""
+        def torch_bn(config):
+            return dataclasses.replace(config, bn_running_var="unbiased")
+
         base = dict(
-            rough=ICNNConfig.authors(NUM_CLASSES),
-            parts=ICNNConfig.authors(2),
-            localizer=LocalizerConfig(backbone="resnet18"),
+            rough=torch_bn(ICNNConfig.authors(NUM_CLASSES)),
+            parts=torch_bn(ICNNConfig.authors(2)),
+            localizer=torch_bn(LocalizerConfig(backbone="resnet18")),
+            mirrored_pass="separate",
             theta_convention="authors",
             theta_frame="canvas",
         )
@@ -107,7 +115,7 @@ class STNiCNN(nn.Module):
         cfg = self.config
         self.rough = ICNN(cfg.rough)
         self.localizer = Localizer(cfg.localizer)
-        self.parts = PartModels(cfg.parts, cfg.share_left_right)
+        self.parts = PartModels(cfg.parts, cfg.share_left_right, cfg.mirrored_pass)
 
     def rough_logits(self, rough_image: jax.Array, train: bool) -> jax.Array:
         """(N, r, r, 3) in [0, 1] -> (N, r, r, 9) logits (eq. 1)."""
