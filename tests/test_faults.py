@@ -53,15 +53,8 @@ def get_config():
 
 @pytest.fixture(scope="module")
 def compilation_cache(tmp_path_factory) -> Path:
-    from jax.experimental.compilation_cache import compilation_cache as cc
-
-    path = tmp_path_factory.mktemp("jax_cache")
-    old = jax.config.jax_compilation_cache_dir
-    jax.config.update("jax_compilation_cache_dir", str(path))
-    cc.reset_cache()
-    yield path
-    jax.config.update("jax_compilation_cache_dir", old)
-    cc.reset_cache()
+    with training_helpers.compilation_cache(tmp_path_factory.mktemp("jax_cache")) as path:
+        yield path
 
 
 @pytest.fixture(scope="module")

@@ -67,15 +67,8 @@ def tiny_config_file(tmp_path_factory) -> Path:
 def compilation_cache(tmp_path_factory) -> Path:
     """One persistent XLA cache for this module's subprocesses and in-process runs
     (the model init and eval steps are the same programs in both)."""
-    from jax.experimental.compilation_cache import compilation_cache as cc
-
-    path = tmp_path_factory.mktemp("jax_cache")
-    old = jax.config.jax_compilation_cache_dir
-    jax.config.update("jax_compilation_cache_dir", str(path))
-    cc.reset_cache()
-    yield path
-    jax.config.update("jax_compilation_cache_dir", old)
-    cc.reset_cache()
+    with training_helpers.compilation_cache(tmp_path_factory.mktemp("jax_cache")) as path:
+        yield path
 
 
 @pytest.fixture(scope="module")

@@ -51,7 +51,7 @@ class BatchNorm(nn.Module):
         if self.use_running_average:
             mean, var = ra_mean.value, ra_var.value
         else:
-            xf = x.astype(jnp.float32)
+            xf = x.astype(jnp.promote_types(x.dtype, jnp.float32))  # bf16 widened, f64 kept
             mean = jnp.mean(xf, axis=axes)
             var = jnp.mean(jnp.square(xf - mean), axis=axes)
             if not self.is_initializing():
