@@ -34,21 +34,10 @@ from stn_icnn_jax.train import checkpoints, distributed, preemption, workdir_loc
 from stn_icnn_jax.train import run as runner
 from training_helpers import assert_bitwise_equal, read_checkpoint
 
-HELPERS = Path(training_helpers.__file__)
 STEPS_PER_EPOCH, EPOCHS = 4, 2
 FINAL_STEP = STEPS_PER_EPOCH * EPOCHS
 
-TINY_CONFIG = f'''
-import importlib.util
-
-spec = importlib.util.spec_from_file_location("_training_helpers", {str(HELPERS)!r})
-helpers = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(helpers)
-
-
-def get_config():
-    return helpers.tiny_training_config(("rough",), {EPOCHS})
-'''
+TINY_CONFIG = training_helpers.tiny_config_source(("rough",), EPOCHS)
 
 
 @pytest.fixture(scope="module")

@@ -34,23 +34,12 @@ from stn_icnn_jax.train import step as train_step
 from stn_icnn_jax.data import input_pipeline
 from training_helpers import assert_bitwise_equal, read_checkpoint, stage_checkpoints
 
-HELPERS = Path(training_helpers.__file__)
 STAGES = ("rough", "localizer")
 STEPS_PER_EPOCH = 4  # 8 faces x 2 copies / batch 4
 EPOCHS = 2
 CLI_TIMEOUT = 600
 
-TINY_CONFIG = f'''
-import importlib.util
-
-spec = importlib.util.spec_from_file_location("_training_helpers", {str(HELPERS)!r})
-helpers = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(helpers)
-
-
-def get_config():
-    return helpers.tiny_training_config({STAGES!r}, {EPOCHS})
-'''
+TINY_CONFIG = training_helpers.tiny_config_source(STAGES, EPOCHS)
 
 
 # --------------------------------------------------------------------------- helpers

@@ -41,6 +41,23 @@ def tiny_training_config(stage_order: tuple[str, ...], epochs: int,
     return c
 
 
+def tiny_config_source(stage_order: tuple[str, ...], epochs: int) -> str:
+    """The text of a config file whose ``get_config()`` is
+    ``tiny_training_config(stage_order, epochs)``, for ``stn-icnn train --config`` in a
+    subprocess (it loads this module by path)."""
+    return f'''
+import importlib.util
+
+spec = importlib.util.spec_from_file_location("_training_helpers", {str(Path(__file__))!r})
+helpers = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(helpers)
+
+
+def get_config():
+    return helpers.tiny_training_config({tuple(stage_order)!r}, {epochs})
+'''
+
+
 def stage_checkpoints(workdir: Path, stage: str):
     from stn_icnn_jax.train import checkpoints
 
