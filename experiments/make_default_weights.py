@@ -17,25 +17,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 from pathlib import Path
 
 from stn_icnn_jax import weights
-from stn_icnn_jax.evaluation import json_safe
+from stn_icnn_jax.evaluation import read_run_config, write_json
 from stn_icnn_jax.metrics import format_f1_table
-from stn_icnn_jax.photo import real_photos
+from stn_icnn_jax.photo import api, real_photos
 
-DEFAULT_OUT = Path(__file__).resolve().parents[1] / "stn_icnn_jax" / "default_weights" / "default.stnw"
+DEFAULT_OUT = (Path(__file__).resolve().parents[1] / "stn_icnn_jax" / "default_weights"
+               / api.DEFAULT_WEIGHTS_NAME)
 
 
 def training_record(workdir: Path, stage: str) -> dict:
     """What the run was: data, seed, config file and its synthetic test F1."""
-    config = json.loads((workdir / "config.json").read_text())
-    data = config["data"]
+    config = read_run_config(workdir)
     record = {
-        "trained_on": (f"{data['name']} ({data.get('builder_config')}), training split only: "
-                       "procedural synthetic faces, no real photos"),
-        "seed": config["seed"],
+        "trained_on": (f"{config.data.name} ({config.data.builder_config}), training split "
+                       "only: procedural synthetic faces, no real photos"),
+        "seed": config.seed,
     }
     results = workdir / "results.json"
     if results.exists():
@@ -60,21 +59,18 @@ def main() -> None:
     record.pop("workdir", None)  # a path on the machine that trained it
     if args.note:
         record["note"] = args.note
-    with tempfile.TemporaryDirectory() as tmp:
-        draft = weights.save(Path(tmp) / "draft.stnw", exported.variables, exported.config, record)
-        scores = real_photos.score(str(draft), Path(args.photos_out))
-    per_photo = scores.pop("per_photo")
-    record["real_photo_f1"] = json_safe({"pooled": scores, "per_photo": per_photo})
+    scores = real_photos.score(exported, Path(args.photos_out))
+    document = real_photos.scores_document(scores, "bundled default")
+    record["real_photo_f1"] = {k: document[k] for k in ("pooled", "per_photo")}
     path = weights.save(args.out, exported.variables, exported.config, record)
-    Path(args.photos_out, "scores.json").write_text(json.dumps(
-        {"weights": "bundled default", **record["real_photo_f1"]}, indent=2) + "\n")
+    write_json(document, Path(args.photos_out, "scores.json"))
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): stage {args.stage}, "
           f"seed {record['seed']}, {record['trained_on']}")
     if "synthetic_test_f1" in record:
         print("synthetic test split:")
         print(format_f1_table(record["synthetic_test_f1"]))
     print("real photos (pooled):")
-    print(format_f1_table(scores))
+    print(format_f1_table({k: v for k, v in scores.items() if k != "per_photo"}))
 
 
 if __name__ == "__main__":

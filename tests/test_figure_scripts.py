@@ -97,9 +97,9 @@ def test_rough_size_figure_rows_are_evals(workdir, tmp_path, capsys):
         assert rows[("32", label)] == pytest.approx(f1, abs=1e-3)
     from stn_icnn_jax import evaluation
 
-    combined = module.combined_variables(evaluation.load_run(small, until="localizer"),
-                                         evaluation.load_run(workdir, until="parts"))
-    large = evaluation.load_run(workdir, until="parts").variables["parts"]
+    large_run = evaluation.load_run(workdir, until="parts")
+    combined = module.combined_variables(evaluation.load_run(small, until="localizer"), large_run)
+    large = large_run.variables["parts"]
     for network, source in (("rough", after["localizer"]), ("localizer", after["localizer"]),
                             ("parts", large)):
         for a, b in zip(jax.tree_util.tree_leaves(combined["params"][network]),
