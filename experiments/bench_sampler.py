@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from stn_icnn_jax import sampler as S
+from stn_icnn_jax.theta_geometry import theta_from_centers
 
 N, P, H, W, C, h, w = 32, 6, 512, 512, 3, 81, 81
 
@@ -39,7 +40,7 @@ def make_inputs(seed=0):
     img = r.random((N, H, W, C), dtype=np.float32)
     centers = np.stack([r.integers(40, H - 40, (N, P)), r.integers(40, W - 40, (N, P))], -1)
     # the authors' GT theta (integer centres: the paper's odd-crop case, on the kinks)
-    theta = np.asarray(S.theta_from_centers(centers.astype(np.float32), (h, w), (H, W), "authors"))
+    theta = np.asarray(theta_from_centers(centers.astype(np.float32), (h, w), (H, W), "authors"))
     wgt = r.standard_normal((N, P, h, w, C)).astype(np.float32)
     return img, theta, wgt
 
