@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from stn_icnn_jax import markdown
 from stn_icnn_jax import sampler as S
 from stn_icnn_jax.theta_geometry import theta_from_centers
 
@@ -215,17 +216,14 @@ def main():
         "implementation that returns the image gradient can beat it; its torch / ours is "
         "the best ratio attainable for the image+theta case on this host.",
         "",
-        "| case | median s | min-max s | torch / ours |",
-        "|---|---|---|---|",
     ]
+    rows = []
     for k, v in times.items():
         group = k.split(",")[0]
         ratio = "" if "torch" in k else f"{torch_of[group] / med[k]:.2f}x"
-        lines.append(f"| {k} | {med[k]:.4f} | {min(v):.4f}-{max(v):.4f} | {ratio} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(text)
+        rows.append([k, f"{med[k]:.4f}", f"{min(v):.4f}-{max(v):.4f}", ratio])
+    lines += [*markdown.table(["case", "median s", "min-max s", "torch / ours"], rows), ""]
+    print(markdown.write(args.out, lines))
 
 
 if __name__ == "__main__":
