@@ -82,7 +82,7 @@ def main(argv=None) -> Path:
           f"{100 * r['label_changed']:.2f}%"] for r in rows])
     note = (f"STN (bilinear, eq. 21 theta at the labelled centre) vs integer crops, "
             f"{len(records)} faces of the {args.split} split, every labelled part; "
-            f"`python experiments/fig_crops_odd_even.py --workdir {args.workdir}`.\n\n")
+            f"`{common.command(__file__, argv)}`.\n\n")
     stem.with_suffix(".md").write_text(note + table)
     # the nose of the first face at two adjacent sizes: the crops and their difference
     image = np.asarray(records[0]["image"], np.float32)

@@ -32,7 +32,7 @@ import figures_common as common  # noqa: E402
 from stn_icnn_jax import evaluation  # noqa: E402
 from stn_icnn_jax.model import stn_icnn  # noqa: E402
 from stn_icnn_jax.taxonomy import PART_CLASSES, PART_NAMES, SMITH_PART_CHANNELS  # noqa: E402
-from stn_icnn_jax.train import distributed  # noqa: E402
+from stn_icnn_jax.train import distributed, evaluate as evaluate_lib  # noqa: E402
 
 OCCLUDED = ("none", "brow_L", "eye_L", "nose", "mouth")
 CROPPERS = {"STN": "predicted", "iCNN (centroid)": "centroid"}
@@ -80,8 +80,6 @@ def main(argv=None) -> Path:
     model = trained.model
     parse = jax.jit(lambda v, b, s: stn_icnn.parse(model, v, b, theta_source=s)["theta_canvas"],
                     static_argnums=2)
-    from stn_icnn_jax.train import evaluate as evaluate_lib
-
     eval_fns = evaluate_lib.EvalFunctions(model, mesh)
     canvas = truth_batch["canvas"].shape[1]
     results = []
@@ -107,12 +105,13 @@ def main(argv=None) -> Path:
     table = common.markdown_table(
         ["occluded part", "cropper", "its window centre error (px)",
          "mean centre error, all parts (px)", "F1 overall"],
-        [[r["occluded"], r["cropper"], r["part_error"], r["mean_error"], r["f1"]]
+        [[r["occluded"], r["cropper"], "-" if r["occluded"] == "none" else r["part_error"],
+          r["mean_error"], r["f1"]]
          for r in results])
     stem.with_suffix(".md").write_text(
         f"{len(records)} faces of the {args.split} split, parameters after stage "
-        f"{args.stage} of {args.workdir}; `python experiments/fig_occlusion.py --workdir "
-        f"{args.workdir}`.\n\n" + table)
+        f"{args.stage} of {args.workdir}; `{common.command(__file__, argv)}`. The "
+        f"unoccluded row has no occluded part (its window centre error: -).\n\n" + table)
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
     x = np.arange(len(OCCLUDED))
     for k, name in enumerate(CROPPERS):

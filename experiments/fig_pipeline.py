@@ -78,7 +78,7 @@ def main(argv=None) -> Path:
     stem.with_suffix(".md").write_text(
         f"Columns of the PNG: input, K's rough mask, crop windows (yellow: STN, magenta: "
         f"centroid), parse. Parameters after stage {args.stage} of {args.workdir}; "
-        f"`python experiments/fig_pipeline.py --workdir {args.workdir}`.\n\n" + table)
+        f"`{common.command(__file__, argv)}`.\n\n" + table)
     print(table)
     return stem
 

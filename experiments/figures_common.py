@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import shlex
+import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from stn_icnn_jax import markdown
 from stn_icnn_jax.config import build
 from stn_icnn_jax.data import input_pipeline, labels as labels_lib
 from stn_icnn_jax.taxonomy import PALETTE
@@ -24,6 +27,13 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--out_dir", default=str(RESULTS), help="where the PNG and table go")
     p.add_argument("--name", help="file name stem (default: the script's)")
     return p
+
+
+def command(script_file: str, argv: list[str] | None) -> str:
+    """The command line that remakes a figure: ``python experiments/<script> <args>``."""
+    args = sys.argv[1:] if argv is None else argv
+    return " ".join(["python", f"experiments/{Path(script_file).name}",
+                     *map(shlex.quote, args)])
 
 
 def batch_of(records, config) -> dict:
@@ -65,8 +75,6 @@ def draw_boxes(image: np.ndarray, boxes: np.ndarray, bgr=(255, 255, 0), thicknes
 
 
 def markdown_table(header: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in rows:
-        lines.append("| " + " | ".join(f"{v:.3f}" if isinstance(v, float) else str(v)
-                                       for v in row) + " |")
-    return "\n".join(lines) + "\n"
+    """:func:`stn_icnn_jax.markdown.table` with floats at 3 decimals, as one string."""
+    cells = [[f"{v:.3f}" if isinstance(v, float) else v for v in row] for row in rows]
+    return "\n".join(markdown.table(header, cells)) + "\n"

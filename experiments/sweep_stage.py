@@ -14,6 +14,15 @@ experiments/results/synthetic_tuning.md):
         --variant "ce_lr0.0008: seg_loss=ce" \\
         --common stages.parts.epochs=1
 
+A stage after ``rough`` builds on the earlier stages' networks: ``--reuse_from RUN``
+copies their checkpoints (``RUN/<stage>/checkpoints``) from a finished run into each
+variant's work directory first, so e.g. a localiser sweep trains L on that run's K
+(without it, the earlier networks keep their random initialisation)::
+
+    python experiments/sweep_stage.py --config experiments/configs/synthetic.py \
+        --stage localizer --workdir runs/sweep_loc --reuse_from runs/main_seed0 \
+        --variant "long: epochs=12 halve_every_epochs=3"
+
 Variant overrides without a dot are stage keys (``seg_loss=ce`` is
 ``stages.<stage>.seg_loss=ce``); ``lr=X`` sets the stage's learning rate of its network.
 """
@@ -22,12 +31,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 from stn_icnn_jax import markdown
 from stn_icnn_jax.taxonomy import F1_SETS
+from stn_icnn_jax.train.stages import STAGE_NAMES
 
 CLASSES = tuple(F1_SETS)  # the paper's Table 2 columns
 SINGLE_NETWORK_STAGES = ("rough", "localizer", "parts")  # each trains the network of its name
@@ -51,6 +62,18 @@ def parse_variant(text: str, stage: str) -> tuple[str, list[str]]:
             key = f"stages.{stage}.{key}"
         overrides.append(f"--config.{key}={value}")
     return name.strip(), overrides
+
+
+def reuse_earlier_stages(run: Path, workdir: Path, stage: str) -> None:
+    """Copies ``run``'s checkpoints of the stages before ``stage`` into ``workdir``
+    (those it does not hold yet)."""
+    for earlier in STAGE_NAMES[: STAGE_NAMES.index(stage)]:
+        source = run / earlier / "checkpoints"
+        if not source.is_dir():
+            raise SystemExit(f"--reuse_from {run}: no {earlier} checkpoints in {source}")
+        target = workdir / earlier / "checkpoints"
+        if not target.exists():
+            shutil.copytree(source, target)
 
 
 def summarise(workdir: Path) -> dict | None:
@@ -88,7 +111,7 @@ def table(rows: list[tuple[str, str, dict | None]]) -> str:
     return "\n".join(markdown.table(header, cells)) + "\n"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True)
     parser.add_argument("--stage", required=True, choices=("rough", "localizer", "parts"))
@@ -97,10 +120,13 @@ def main() -> None:
                         help="'name: key=value ...' (repeatable)")
     parser.add_argument("--common", nargs="*", default=[],
                         help="overrides for every variant (key=value)")
+    parser.add_argument("--reuse_from", type=Path,
+                        help="a finished run whose earlier stages' checkpoints each "
+                             "variant starts from")
     parser.add_argument("--out", help="write the markdown table here too")
     parser.add_argument("--table_only", action="store_true",
                         help="do not train; tabulate the finished runs")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     root = Path(args.workdir)
     common = parse_variant("common: " + " ".join(args.common), args.stage)[1] if args.common else []
     rows = []
@@ -108,10 +134,18 @@ def main() -> None:
         name, overrides = parse_variant(text, args.stage)
         workdir = root / name
         if not args.table_only:
+            if args.reuse_from:
+                reuse_earlier_stages(args.reuse_from, workdir, args.stage)
+            # With earlier stages to load, train only this one (--stage); alone, the
+            # plan holds only this stage.
+            only = (["--stage", args.stage] if args.reuse_from
+                    else [f"--config.stage_order={args.stage}"])
             command = ["stn-icnn", "train", "--config", args.config, "--workdir", str(workdir),
-                       "--no_progress", f"--config.stage_order={args.stage}", *common, *overrides]
+                       "--no_progress", *only, *common, *overrides]
             print("$", " ".join(command), flush=True)
-            subprocess.run(command, check=True)
+            if subprocess.run(command).returncode:
+                raise SystemExit(f"variant {name!r} failed (its error is above); the "
+                                 "variants before it are in their work directories")
         shown = " ".join(o.removeprefix("--config.") for o in overrides)
         rows.append((name, shown, summarise(workdir)))
     text = table(rows)

@@ -186,6 +186,35 @@ def test_forward_and_end_to_end_gradients_reach_rough_and_localizer():
     assert max(jax.tree.leaves(moved)) > 0
 
 
+@pytest.mark.parametrize("frame", ["image", "canvas"])
+def test_native_localizer_scale_keeps_L_centres_at_the_1_to_1_scale(frame):
+    """``localizer_scale="native"``: L's tx, ty kept, sx = sy = eq. 21's crop / size (by
+    hand: the 40x50 image, or the 64 canvas, paper convention), and no gradient reaches
+    L's scale outputs; ``"predicted"`` is L's theta unchanged."""
+    batch = _batch(_label_canvas())
+    rng = np.random.default_rng(3)
+    theta = rng.normal(size=(1, 6, 2, 3)).astype(np.float32)
+    theta[..., 0, 1] = theta[..., 1, 0] = 0.0  # L's form (eq. 15)
+    theta = jnp.asarray(theta)
+    native = tiny_config(theta_frame=frame, localizer_scale="native")
+    out = np.asarray(stn_icnn.localizer_theta(theta, batch, native))
+    height, width = (40, 50) if frame == "image" else (CANVAS, CANVAS)
+    np.testing.assert_allclose(out[..., 0, 0], CROP / width, rtol=1e-6)
+    np.testing.assert_allclose(out[..., 1, 1], CROP / height, rtol=1e-6)
+    keep = np.array([[0, 1, 1], [1, 0, 1]], bool)
+    np.testing.assert_array_equal(out[..., keep], np.asarray(theta)[..., keep])
+    # with L's centres at the labelled ones, the window is the ground truth's
+    truth = stn_icnn.ground_truth_theta(batch, native)
+    at_truth = theta.at[..., 2].set(truth[..., 2])
+    np.testing.assert_allclose(stn_icnn.localizer_theta(at_truth, batch, native), truth,
+                               rtol=1e-6)
+    grad = jax.grad(lambda t: stn_icnn.localizer_theta(t, batch, native).sum())(theta)
+    np.testing.assert_array_equal(np.asarray(grad), np.broadcast_to(keep, theta.shape).astype(np.float32))
+    predicted = tiny_config(theta_frame=frame)
+    np.testing.assert_array_equal(np.asarray(stn_icnn.localizer_theta(theta, batch, predicted)),
+                                  np.asarray(theta))
+
+
 def test_ground_truth_forward_has_no_rough_pass():
     cfg = tiny_config()
     model = stn_icnn.STNiCNN(cfg)

@@ -3,9 +3,11 @@ best-epoch selection (ties and NaN), the shipped configs, and where the data com
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 
@@ -80,6 +82,24 @@ def test_paper_config_is_table_1_for_helen():
     assert rates["rough"] == {"rough": 0.0023} and rates["localizer"] == {"localizer": 0.0017}
     assert rates["end_to_end"] == {"rough": 1e-4, "localizer": 1e-4, "parts": 1e-2}
     assert config.train.batch_size == 32 and config.model.crop_size == 81
+
+
+def test_a_config_written_before_a_key_was_added_still_matches(tmp_path):
+    """A work directory's config.json without ``model.localizer_scale`` (written before
+    the key existed) is the base config's ``"predicted"``: resuming it with the same
+    settings is allowed, with ``"native"`` refused, and it builds a ``"predicted"`` model."""
+    old = json.loads(base_config().to_json(sort_keys=True))
+    del old["model"]["localizer_scale"], old["model"]["mirrored_pass"]
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    checkpoints.check_or_write_config(tmp_path, base_config().to_json(sort_keys=True))
+    native = base_config()
+    native.model.localizer_scale = "native"
+    with pytest.raises(checkpoints.ConfigMismatchError,
+                       match="model.localizer_scale: 'predicted' there, 'native' now"):
+        checkpoints.check_or_write_config(tmp_path, native.to_json(sort_keys=True))
+    assert json.loads((tmp_path / "config.json").read_text()) == old  # never rewritten
+    model = build.model_config(ml_collections.ConfigDict(old))
+    assert model.localizer_scale == "predicted" and model.mirrored_pass == "joint"
 
 
 def test_overrides_parse_values_and_refuse_typos(tmp_path):

@@ -28,6 +28,17 @@ from stn_icnn_jax.taxonomy import NUM_CLASSES
 from stn_icnn_jax.train.stages import STAGE_NAMES, StageConfig
 
 
+#: Keys added to the configuration after work directories and weights files were first
+#: written, with the value every older one implicitly used: a ``config.json`` without
+#: them still matches (``train.checkpoints.check_or_write_config``) and still builds the
+#: same model (``build.model_config``).
+ADDED_KEYS: dict[str, object] = {
+    "model.bn_running_var": "biased",
+    "model.mirrored_pass": "joint",
+    "model.localizer_scale": "predicted",
+}
+
+
 def _stage(learning_rates: dict, epochs: int) -> ml_collections.ConfigDict:
     """A stage's fields with StageConfig's defaults (see its docstring)."""
     return ml_collections.ConfigDict(
@@ -66,6 +77,7 @@ def base_config() -> ml_collections.ConfigDict:
         crop_size=model.crop_size,
         theta_convention=model.theta_convention,  # "paper" (eq. 21) | "authors" (align_corners)
         theta_frame=model.theta_frame,     # "image" (eq. 21) | "canvas" (authors)
+        localizer_scale=model.localizer_scale,  # "predicted" (eq. 15) | "native" (1:1 crops)
         bn_running_var=icnn.bn_running_var,  # "biased" (flax) | "unbiased" (PyTorch)
         mirrored_pass=model.mirrored_pass,  # right brow/eye: "joint" batch | "separate" calls (authors)
     ))

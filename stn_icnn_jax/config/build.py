@@ -16,6 +16,7 @@ from pathlib import Path
 
 import ml_collections
 
+from stn_icnn_jax.config import base
 from stn_icnn_jax.data import augment as augment_lib
 from stn_icnn_jax.data import input_pipeline
 from stn_icnn_jax.model.icnn import ICNNConfig
@@ -94,8 +95,11 @@ def apply_override(config: ml_collections.ConfigDict, key: str, raw: str) -> Non
 def model_config(config: ml_collections.ConfigDict) -> STNiCNNConfig:
     """The model described by ``config.model`` (localiser head at its default init)."""
     m = config.model
-    # fields added after weights files were first written: their defaults when absent
-    running_var = m.get("bn_running_var", "biased")
+
+    def added(key):  # a field added after weights files were first written
+        return m.get(key, base.ADDED_KEYS[f"model.{key}"])
+
+    running_var = added("bn_running_var")
 
     def icnn(labels):
         return dataclasses.replace(
@@ -111,10 +115,10 @@ def model_config(config: ml_collections.ConfigDict) -> STNiCNNConfig:
     )
     return STNiCNNConfig(
         rough=icnn(NUM_CLASSES), parts=icnn(2), share_left_right=m.share_left_right,
-        mirrored_pass=m.get("mirrored_pass", "joint"),
+        mirrored_pass=added("mirrored_pass"),
         localizer=localizer, rough_size=m.rough_size, crop_size=m.crop_size,
         theta_convention=m.theta_convention, theta_frame=m.theta_frame,
-        canvas_size=config.data.canvas_size,
+        localizer_scale=added("localizer_scale"), canvas_size=config.data.canvas_size,
     )
 
 

@@ -52,6 +52,10 @@ class STNiCNNConfig:
       crop_size: side of the part patches (81 HELEN, 127 CelebAMask-HQ; odd).
       theta_convention: ``"paper"`` or ``"authors"`` (see the module docstring).
       theta_frame: ``"image"`` (paper) or ``"canvas"`` (authors).
+      localizer_scale: ``"predicted"`` (paper eq. 15: L predicts each window's sx, sy)
+        or ``"native"`` (L predicts only the window centres; the scale is eq. 21's 1:1
+        one, so the part models see crops at the image's own resolution, as in their
+        pre-training). See :func:`localizer_theta`.
       paste_margin: extra pixels around each patch in the paste-back window (covers
         predicted scales a little above 1:1; pixels beyond the window are dropped).
       canvas_size: side of the zero-padded canvas the crops are taken from; part of the
@@ -67,6 +71,7 @@ class STNiCNNConfig:
     crop_size: int = 81
     theta_convention: Literal["paper", "authors"] = "paper"
     theta_frame: Literal["image", "canvas"] = "image"
+    localizer_scale: Literal["predicted", "native"] = "predicted"
     paste_margin: int = 8
     canvas_size: int = 1024
 
@@ -80,6 +85,9 @@ class STNiCNNConfig:
             raise ValueError(f"theta_convention must be 'paper' or 'authors', got {self.theta_convention!r}")
         if self.theta_frame not in ("image", "canvas"):
             raise ValueError(f"theta_frame must be 'image' or 'canvas', got {self.theta_frame!r}")
+        if self.localizer_scale not in ("predicted", "native"):
+            raise ValueError(f"localizer_scale must be 'predicted' or 'native', got "
+                             f"{self.localizer_scale!r}")
         if self.rough.num_labels != NUM_CLASSES:
             raise ValueError(f"the rough iCNN must have {NUM_CLASSES} labels, got {self.rough.num_labels}")
 
@@ -173,6 +181,24 @@ def theta_at_centers(centers: jax.Array, batch: dict, config: STNiCNNConfig) -> 
     origin = jnp.asarray(batch["image_origin"], jnp.float32)[:, None, :]
     return theta_geometry.theta_from_centers(centers + origin, crop,
                                              canvas_shape(batch, config), config.theta_convention)
+
+
+def localizer_theta(theta: jax.Array, batch: dict, config: STNiCNNConfig) -> jax.Array:
+    """L's output as the pipeline uses it, (N, 6, 2, 3) in the configured frame.
+
+    ``localizer_scale="predicted"`` (paper eq. 15): as L predicted it. ``"native"``: sx
+    and sy replaced by eq. 21's 1:1 scale (crop size over the image size in the image
+    frame, over the canvas size in the canvas frame), so only L's centres (tx, ty) are
+    used and trained. In the image frame the 1:1 scale depends on the image's size,
+    which L never sees (its input is K's map of the image resized to r x r): on data
+    whose image sizes vary, a predicted scale can only be the training set's typical
+    one, and the crops of larger or smaller images come out zoomed. Needs
+    ``image_size`` (image frame) in ``batch``."""
+    if config.localizer_scale == "predicted":
+        return theta
+    native = theta_at_centers(jnp.zeros(theta.shape[:2] + (2,), jnp.float32), batch, config)
+    diagonal = (jnp.eye(2, 3) == 1)
+    return jnp.where(diagonal, native.astype(theta.dtype), theta)
 
 
 def ground_truth_theta(batch: dict, config: STNiCNNConfig) -> jax.Array:
@@ -369,7 +395,8 @@ def forward(
 
     if theta_source == "predicted":
         out["rough_logits"] = run(STNiCNN.rough_logits, "rough", batch["rough_image"])
-        out["theta"] = run(STNiCNN.localize, "localizer", out["rough_logits"])
+        out["theta"] = localizer_theta(run(STNiCNN.localize, "localizer", out["rough_logits"]),
+                                       batch, cfg)
     elif theta_source == "ground_truth":
         out["theta"] = ground_truth_theta(batch, cfg)
     elif theta_source == "centroid":

@@ -37,6 +37,7 @@ import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 from orbax.checkpoint import checkpoint_managers as ocp_managers
 
+from stn_icnn_jax.config.base import ADDED_KEYS
 from stn_icnn_jax.errors import UsageError, UserError, one_line
 
 
@@ -63,11 +64,20 @@ def check_or_write_config(workdir: Path, config_json: str) -> None:
     """Refuse a work directory made by a different configuration; record ours otherwise.
 
     Only the :data:`OPERATIONAL_KEYS` may differ; ``config.json`` keeps the first run's.
+    A key the first run's file lacks because it was added to the configuration later
+    (``config.base.ADDED_KEYS``) counts as that key's old implicit value.
     """
     path = Path(workdir) / "config.json"
     if path.exists():
         old = json.loads(path.read_text())
         new = json.loads(config_json)
+        for key, value in ADDED_KEYS.items():
+            if _lookup(old, key) == "<absent>":
+                *parents, leaf = key.split(".")
+                tree = old
+                for part in parents:
+                    tree = tree.setdefault(part, {})
+                tree[leaf] = value
         diffs = sorted(k for k in _diff(old, new) if k not in OPERATIONAL_KEYS)
         if diffs:
             shown = "; ".join(

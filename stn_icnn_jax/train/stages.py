@@ -146,6 +146,7 @@ def _localizer_loss(model, config: StageConfig, variables, batch, modes):
         model, {"params": variables["params"], "batch_stats": stats},
         stn_icnn.STNiCNN.localize, jax.lax.stop_gradient(logits), train=modes["localizer"],
     )
+    theta = stn_icnn.localizer_theta(theta, batch, model.config)
     target = stn_icnn.ground_truth_theta(batch, model.config)
     loss = losses.smooth_l1(theta, target)
     return loss, ({"loss": loss, "theta_abs_error": jnp.abs(theta - target).mean()}, stats)
@@ -184,7 +185,9 @@ def _localizer_eval(model, variables, batch):
     """Per-example SmoothL1 between L's theta and eq. 21's, (N,)."""
     logits = model.apply(variables, batch["rough_image"], False,
                          method=stn_icnn.STNiCNN.rough_logits)
-    theta = model.apply(variables, logits, False, method=stn_icnn.STNiCNN.localize)
+    theta = stn_icnn.localizer_theta(
+        model.apply(variables, logits, False, method=stn_icnn.STNiCNN.localize), batch,
+        model.config)
     target = stn_icnn.ground_truth_theta(batch, model.config)
     return {"theta_loss": jax.vmap(losses.smooth_l1)(theta, target)}
 
