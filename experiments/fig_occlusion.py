@@ -60,12 +60,6 @@ def occlude(record: dict, part: str, margin: float = 0.15) -> dict:
     return {**record, "image": image, "soft_labels": soft}
 
 
-def window_centres(theta_canvas, canvas, origins):
-    return np.stack([np.stack([(b[:, 1] + b[:, 3]) / 2, (b[:, 0] + b[:, 2]) / 2], -1)
-                     for b in (common.window_boxes(t, canvas, o)
-                               for t, o in zip(theta_canvas, origins))])
-
-
 def main(argv=None) -> Path:
     p = common.parser(__doc__.splitlines()[0])
     p.add_argument("--stage", default="end_to_end", choices=evaluation.EVALUATED_STAGES)
@@ -89,7 +83,8 @@ def main(argv=None) -> Path:
         for name, crops in CROPPERS.items():
             thetas = np.concatenate([np.asarray(parse(variables, {k: v[i : i + 8] for k, v in batch.items()}, crops))
                                      for i in range(0, len(occluded), 8)])
-            centres = window_centres(thetas, canvas, batch["image_origin"])
+            centres = common.window_centres(thetas, canvas, batch["image_origin"],
+                                            trained.config.model.theta_convention)
             error = np.linalg.norm(centres - truth_batch["centers"], axis=-1)
             present = truth_batch["centers_present"]
             index = PART_NAMES.index(part) if part != "none" else None

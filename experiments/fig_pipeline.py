@@ -26,11 +26,6 @@ from stn_icnn_jax.model import stn_icnn  # noqa: E402
 TILE = 200
 
 
-def crop_centres(theta_canvas: np.ndarray, canvas: int, origin: np.ndarray) -> np.ndarray:
-    boxes = common.window_boxes(theta_canvas, canvas, origin)
-    return np.stack([(boxes[:, 1] + boxes[:, 3]) / 2, (boxes[:, 0] + boxes[:, 2]) / 2], -1)
-
-
 def main(argv=None) -> Path:
     p = common.parser(__doc__.splitlines()[0])
     p.add_argument("--stage", default="end_to_end", choices=evaluation.EVALUATED_STAGES)
@@ -62,8 +57,9 @@ def main(argv=None) -> Path:
                                                interpolation=cv2.INTER_NEAREST) for t in tiles], 1))
         present = batch["centers_present"][i]
         truth = batch["centers"][i]
-        dist = {name: np.linalg.norm(crop_centres(out["theta_canvas"][i], canvas, (top, left))
-                                     - truth, axis=-1)[present].mean()
+        dist = {name: np.linalg.norm(common.window_centres(
+                    out["theta_canvas"][i : i + 1], canvas, [(top, left)],
+                    trained.config.model.theta_convention)[0] - truth, axis=-1)[present].mean()
                 for name, out in (("STN", stn), ("iCNN", icnn))}
         fallbacks = int((~icnn["centroid_present"][i]).sum())
         lines.append([i, f"{h}x{w}", float(dist["STN"]), float(dist["iCNN"]), fallbacks])

@@ -27,26 +27,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from stn_icnn_jax import evaluation  # noqa: E402
-from stn_icnn_jax.model.stn_icnn import MODULES  # noqa: E402
 from stn_icnn_jax.taxonomy import F1_SETS  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import figures_common  # noqa: E402
 
 CROPPERS = {"centroid": "iCNN (centroid crops)", "predicted": "STN-iCNN* (L's crops)"}
-
-
-def combined_variables(small, large) -> dict:
-    """K and L after ``small``'s localizer stage, the part models after ``large``'s
-    parts stage (``TrainedRun``s)."""
-    missing = [s for s in ("rough", "localizer") if small.records.get(s) is None]
-    if missing:
-        raise SystemExit(f"{small.workdir}: stage {missing[0]} was never trained here")
-    k_and_l = small.variables["localizer"]
-    parts = large.variables_for("parts", "ground_truth")
-    return {collection: {module: (parts if module == "parts" else k_and_l)[collection][module]
-                         for module in MODULES if module in parts[collection]}
-            for collection in ("params", "batch_stats")}
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -61,7 +47,7 @@ def main(argv: list[str] | None = None) -> Path:
     source = evaluation.split_source(large.config, args.split)
     models = {
         large.config.model.rough_size: (large, large.variables_for("parts", "predicted")),
-        small.config.model.rough_size: (small, combined_variables(small, large)),
+        small.config.model.rough_size: (small, evaluation.with_part_models_of(small, large)),
     }
     mesh = evaluation.distributed.make_mesh(None)
     rows = {}

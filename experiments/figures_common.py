@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from stn_icnn_jax import markdown
+from stn_icnn_jax import markdown, theta_geometry
 from stn_icnn_jax.config import build
 from stn_icnn_jax.data import input_pipeline, labels as labels_lib
 from stn_icnn_jax.taxonomy import PALETTE
@@ -64,6 +64,16 @@ def window_boxes(theta_canvas: np.ndarray, canvas: int, origin: np.ndarray) -> n
     cy = (theta_canvas[:, 1, 2] + 1) * canvas / 2 - origin[0]
     hw, hh = sx * canvas / 2, sy * canvas / 2
     return np.stack([cx - hw, cy - hh, cx + hw, cy + hh], -1)
+
+
+def window_centres(theta_canvas: np.ndarray, canvas: int, origins: np.ndarray,
+                   convention: str) -> np.ndarray:
+    """(N, P, 2) (y, x) pixel-index centres in each image of the crop windows of (N, P, 2,
+    3) canvas theta (``convention``: the model's ``theta_convention``); ``origins`` (N, 2)
+    are the images' offsets on the canvas. Comparable with the labelled ``centers``."""
+    centres = theta_geometry.centers_from_theta(np.asarray(theta_canvas), (canvas, canvas),
+                                                convention)
+    return np.asarray(centres) - np.asarray(origins, np.float32)[:, None, :]
 
 
 def draw_boxes(image: np.ndarray, boxes: np.ndarray, bgr=(255, 255, 0), thickness=1):

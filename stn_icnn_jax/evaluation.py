@@ -255,6 +255,20 @@ def load_run(workdir: str | Path, mesh=None, until: str | None = None) -> Traine
     return TrainedRun(workdir, config, model, after, records)
 
 
+def with_part_models_of(k_and_l: TrainedRun, parts: TrainedRun) -> dict:
+    """K and L after ``k_and_l``'s localizer stage with the part models after ``parts``'
+    parts stage: another run's localiser (a sweep, another rough size) scored with the
+    same part models. Both runs must build the same part models."""
+    missing = [s for s in ("rough", "localizer") if k_and_l.records.get(s) is None]
+    if missing:
+        raise EvaluationError(f"{k_and_l.workdir}: stage {missing[0]} was never trained here")
+    networks = k_and_l.variables["localizer"]
+    part_models = parts.variables_for("parts", "ground_truth")
+    return {collection: {module: (part_models if module == "parts" else networks)[collection][module]
+                         for module in stn_icnn.MODULES if module in part_models[collection]}
+            for collection in ("params", "batch_stats")}
+
+
 def load_weights(path: str | Path, mesh=None,
                  weights: weights_lib.Weights | None = None) -> tuple[weights_lib.Weights, stn_icnn.STNiCNN, dict]:
     """``(weights, model, variables on the mesh)`` of a weights file (checked against its

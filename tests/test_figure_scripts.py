@@ -98,11 +98,56 @@ def test_rough_size_figure_rows_are_evals(workdir, tmp_path, capsys):
     from stn_icnn_jax import evaluation
 
     large_run = evaluation.load_run(workdir, until="parts")
-    combined = module.combined_variables(evaluation.load_run(small, until="localizer"), large_run)
+    combined = evaluation.with_part_models_of(evaluation.load_run(small, until="localizer"),
+                                              large_run)
     large = large_run.variables["parts"]
     for network, source in (("rough", after["localizer"]), ("localizer", after["localizer"]),
                             ("parts", large)):
         for a, b in zip(jax.tree_util.tree_leaves(combined["params"][network]),
                         jax.tree_util.tree_leaves(source["params"][network])):
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    capsys.readouterr()
+
+
+def test_eval_localizers_rows_are_evals_with_swapped_localisers(workdir, tmp_path, capsys):
+    """Row 1 is `stn-icnn eval --stage parts --crops predicted` of the parts run; a row
+    of another run's K and L with the same part models scores as those variables do, and
+    its centre error is the mean window-centre distance of L's theta."""
+    config = training_helpers.tiny_training_config(("rough", "localizer"), epochs=1)
+    other = tmp_path / "other"
+    training_helpers.write_fake_run(config, other, seed=2, noise=0.2)
+    module = _script("eval_localizers")
+    text = module.main(["--parts_from", str(workdir), "--workdir", str(other),
+                        "--out", str(tmp_path / "t.md")])
+    rows = [line.split("|")[1:-1] for line in text.splitlines()
+            if line.startswith("| ") and "K and L from" not in line]
+    assert [r[0].strip() for r in rows] == [workdir.name, other.name]
+    assert cli.main(["eval", "--workdir", str(workdir), "--stage", "parts", "--crops",
+                     "predicted", "--out", str(tmp_path / "e.json")]) == 0
+    f1 = json.loads((tmp_path / "e.json").read_text())["f1"]["overall"]
+    assert float(rows[0][-1]) == pytest.approx(f1, abs=1e-3)
+    from stn_icnn_jax import evaluation
+
+    parts_run = evaluation.load_run(workdir, until="parts")
+    other_run = evaluation.load_run(other, until="localizer")
+    variables = evaluation.with_part_models_of(other_run, parts_run)
+    source = evaluation.split_source(parts_run.config, "test")
+    records = [source[i] for i in range(len(source))]
+    mesh = evaluation.distributed.make_mesh(None)
+    expected = evaluation.score(other_run.model, variables, other_run.config, source,
+                                "predicted", mesh)["f1"]["overall"]
+    assert float(rows[1][-1]) == pytest.approx(expected, abs=1e-3)
+    # the centre error by hand: eq. 21 inverted (paper convention, tx = -1 + 2 (x + 0.5) / W
+    # on the canvas), minus the image's origin, per present part
+    batch = {k: np.asarray(v) for k, v in
+             _script("figures_common").batch_of(records, other_run.config).items()}
+    from stn_icnn_jax.model import stn_icnn
+
+    theta = np.asarray(stn_icnn.parse(other_run.model, variables, batch)["theta_canvas"])
+    canvas = batch["canvas"].shape[1]
+    assert other_run.config.model.theta_convention == "paper"
+    centre_x = (theta[..., 0, 2] + 1) * canvas / 2 - 0.5 - batch["image_origin"][:, None, 1]
+    centre_y = (theta[..., 1, 2] + 1) * canvas / 2 - 0.5 - batch["image_origin"][:, None, 0]
+    distance = np.hypot(centre_y - batch["centers"][..., 0], centre_x - batch["centers"][..., 1])
+    assert float(rows[1][5]) == pytest.approx(distance[batch["centers_present"]].mean(), abs=0.06)
     capsys.readouterr()
