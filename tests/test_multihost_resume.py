@@ -25,8 +25,9 @@ import numpy as np
 import pytest
 
 import multihost_resume_worker as worker
+import training_helpers
 from training_helpers import assert_bitwise_equal, read_checkpoint
-from stn_icnn_jax.train import checkpoints, loader_state
+from stn_icnn_jax.train import checkpoints, distributed, loader_state, workdir_lock
 from stn_icnn_jax.train import run as runner
 
 WORKER = Path(worker.__file__)
@@ -221,3 +222,77 @@ def test_loader_state_formats_on_one_process(tmp_path):
     assert loader_state.gather_loader_states(b'{"a": 1}') == ['{"a": 1}']
     with pytest.raises(checkpoints.ResumeMismatchError, match=r"written by 3 processes, but this run has 1 process"):
         loader_state.own_loader_state(["{}"] * 3, tmp_path / "7")
+
+
+# --------------------------------------------------------------------------- failed checks
+
+
+@pytest.fixture
+def live_pid():
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    yield process.pid
+    process.kill()
+    process.wait()
+
+
+@pytest.mark.parametrize("fault", ["locked", pytest.param("other_config", marks=pytest.mark.slow)])
+def test_failed_workdir_check_on_process_0_stops_every_process(fault, live_pid, tmp_path):
+    """Process 0 alone takes the lock and checks config.json; when that fails the other
+    process must not wait for it at the next sync point: both exit with process 0's
+    status within the timeout, each with one ``error:`` line (process 1's names process
+    0 and its reason)."""
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    config_file = tmp_path / "tiny.py"
+    config_file.write_text(training_helpers.tiny_config_source(("rough",), worker.EPOCHS))
+    if fault == "locked":
+        lock = workdir / workdir_lock.LOCK_NAME
+        lock.write_text(json.dumps({"host": socket.gethostname(), "pid": live_pid,
+                                    "started": time.time()}))
+        reason = f"work directory {workdir} is in use by the run of pid {live_pid} on host "
+        code = 1
+    else:
+        other = training_helpers.tiny_training_config(("rough",), worker.EPOCHS)
+        other.seed += 1
+        (workdir / "config.json").write_text(other.to_json(sort_keys=True))
+        reason = f"{workdir} holds a run with a different configuration"
+        code = 2  # a usage error: the command names the wrong work directory
+    before = sorted((p.name, p.read_bytes()) for p in workdir.iterdir())
+
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
+               JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
+    coordinator = f"localhost:{_free_port()}"
+    procs = [subprocess.Popen(
+        [sys.executable, "-m", "stn_icnn_jax.cli", "train", "--config", str(config_file),
+         "--workdir", str(workdir), "--no_progress", "--no_compilation_cache",
+         "--coordinator", coordinator, "--num_processes", str(PROCESSES),
+         "--process_id", str(i)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for i in range(PROCESSES)]
+    try:
+        outputs = [p.communicate(timeout=120) for p in procs]
+    finally:
+        _kill_all(procs)
+    assert [p.returncode for p in procs] == [code] * PROCESSES, outputs
+    lines = []
+    for out, err in outputs:
+        assert "Traceback" not in err, err
+        # the only other lines are gloo's notes on connecting the processes
+        errors = [line for line in err.splitlines() if line.startswith("error: ")]
+        assert len(errors) == 1 and all(
+            line.startswith(("error: ", "[Gloo]")) for line in err.splitlines() if line.strip()
+        ), err
+        lines.append(errors[0])
+    assert lines[0].startswith(f"error: {reason}"), lines[0]
+    assert lines[1] == "error: process 0 stopped the run: " + lines[0][len("error: "):]
+    # nothing in the work directory changed (and the lock of a failed check is released)
+    assert sorted((p.name, p.read_bytes()) for p in workdir.iterdir()) == before
+
+
+def test_failed_check_of_one_process_is_raised_as_is():
+    # one process: no communication, the check's own exception
+    distributed.raise_if_any_failed(None)
+    error = workdir_lock.WorkdirInUseError("work directory w is in use")
+    with pytest.raises(workdir_lock.WorkdirInUseError) as raised:
+        distributed.raise_if_any_failed(error)
+    assert raised.value is error

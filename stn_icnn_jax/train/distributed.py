@@ -25,7 +25,10 @@ from typing import Any, Callable
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from stn_icnn_jax.errors import EXIT_FAILURE, UserError, one_line
 
 DATA_AXIS = "data"
 
@@ -46,6 +49,45 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
     if process_id is None:
         process_id = int(os.environ["STN_ICNN_PROCESS_ID"])
     jax.distributed.initialize(coordinator_address, num_processes, process_id)
+
+
+class OtherProcessFailed(UserError):
+    """Another process's checks failed: this one stops too (with that process's exit
+    status, so that every process of a run exits alike)."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_FAILURE):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def raise_if_any_failed(error: Exception | None) -> None:
+    """All processes stop together when one of them failed a check.
+
+    A collective: every process calls it at the same point with the exception its own
+    checks raised, or None. When some failed, the failed ones raise their own exception
+    and the others :class:`OtherProcessFailed` (``process I stopped the run: MESSAGE``,
+    the first failed process's one-line message), instead of waiting forever at the next
+    sync point for a process that has gone. One process: raises ``error`` if given.
+    """
+    if jax.process_count() == 1:
+        if error is not None:
+            raise error
+        return
+    message = b"" if error is None else (one_line(error) or type(error).__name__).encode()
+    code = getattr(error, "exit_code", EXIT_FAILURE)
+    header = np.asarray(multihost_utils.process_allgather(
+        np.array([error is not None, len(message), code], np.int32))).reshape(-1, 3)
+    if not header[:, 0].any():
+        return
+    buffer = np.zeros(max(1, int(header[:, 1].max())), np.uint8)
+    buffer[: len(message)] = np.frombuffer(message, np.uint8)
+    messages = np.asarray(multihost_utils.process_allgather(buffer))
+    if error is not None:
+        raise error
+    first = int(np.flatnonzero(header[:, 0])[0])
+    text = bytes(messages[first, : header[first, 1]]).decode("utf-8", "replace")
+    raise OtherProcessFailed(f"process {first} stopped the run: {text}",
+                             int(header[first, 2]))
 
 
 def make_mesh(num_devices: int | None = None) -> Mesh:
