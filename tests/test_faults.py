@@ -574,6 +574,112 @@ def test_damaged_array_record_file_is_named_with_rebuild_command(how, tiny_datas
         "train": 16, "validation": 4, "test": 4}
 
 
+def _tfds_overrides(data_dir: Path) -> list[str]:
+    # a canvas the tiny set's faces (up to ~530 px) fit, so that reading a record, not
+    # laying it out, is what fails
+    return ["--config.data.source=tfds", "--config.data.name=synthetic_faces",
+            "--config.data.builder_config=tiny", f"--config.data.data_dir={data_dir}",
+            "--config.data.canvas_size=1024"]
+
+
+def _shard(data_dir: Path, split: str) -> Path:
+    (path,) = data_dir.glob(f"synthetic_faces/tiny/*/synthetic_faces-{split}.array_record-*")
+    return path
+
+
+def _unreadable_records(path: Path) -> list[int]:
+    """The records ArrayRecord's own reader fails on, one by one."""
+    from array_record.python import array_record_module
+
+    reader = array_record_module.ArrayRecordReader(str(path))
+    try:
+        bad = []
+        for i in range(reader.num_records()):
+            try:
+                reader.read([i])
+            except Exception:  # noqa: BLE001
+                bad.append(i)
+        return bad
+    finally:
+        reader.close()
+
+
+def test_bytes_overwritten_mid_file_are_named_with_rebuild_command(tiny_dataset, config_file,
+                                                                   tmp_path, capsys):
+    """Same length, so the record count at opening is right; the chunk hash of the
+    overwritten record fails when training reads it."""
+    data_dir = tmp_path / "tfds"
+    shutil.copytree(tiny_dataset, data_dir)
+    path = _shard(data_dir, "train")
+    size = path.stat().st_size
+    with path.open("r+b") as f:
+        f.seek(size // 2)
+        f.write(bytes(4096))
+    assert path.stat().st_size == size
+    bad = _unreadable_records(path)
+    assert bad and len(bad) < 16, bad  # one chunk of the middle, not the whole file
+    argv = train_argv(config_file, tmp_path / "work", *_tfds_overrides(data_dir))
+    assert cli.main(argv) == 1
+    line = one_error_line(capsys.readouterr().err)
+    # the first record read (in order, for the localiser's initial boxes) that fails
+    assert line.startswith(f"error: {path}: record {bad[0]} cannot be read (RuntimeError: "
+                           "Corrupted Riegeli/records file: chunk data hash mismatch"), line
+    assert line.endswith(f"rebuild the dataset with `stn-icnn data build synthetic_faces "
+                         f"--config tiny --data_dir {data_dir} --overwrite`")
+
+
+def _rewrite_with_bad_image(path: Path, record: int) -> None:
+    """Rewrites an ArrayRecord file (same writer options) with the zlib-compressed image
+    of ``record`` cut in half: every chunk hash is right, the record does not decode."""
+    from array_record.python import array_record_module
+    from tensorflow_datasets.proto import tf_example_pb2
+
+    reader = array_record_module.ArrayRecordReader(str(path))
+    options, records = reader.writer_options_string(), reader.read_all()
+    reader.close()
+    example = tf_example_pb2.Example.FromString(records[record])
+    image = example.features.feature["image/value"].bytes_list.value
+    image[0] = image[0][: len(image[0]) // 2]
+    records[record] = example.SerializeToString()
+    writer = array_record_module.ArrayRecordWriter(str(path), options)
+    for r in records:
+        writer.write(r)
+    writer.close()
+
+
+def test_record_that_does_not_decode_is_named_with_rebuild_command(tiny_dataset, config_file,
+                                                                  tmp_path):
+    from stn_icnn_jax import evaluation
+    from stn_icnn_jax.data import input_pipeline
+    from stn_icnn_jax.data.sources import DamagedDatasetError, load_sources
+
+    data_dir = tmp_path / "tfds"
+    shutil.copytree(tiny_dataset, data_dir)
+    path = _shard(data_dir, "test")
+    _rewrite_with_bad_image(path, 1)
+    assert _unreadable_records(path) == []  # the file itself is sound
+    config = load_config(config_file, _tfds_overrides(data_dir))
+    rebuild = (f"; rebuild the dataset with `stn-icnn data build synthetic_faces --config tiny "
+               f"--data_dir {data_dir} --overwrite`")
+    for test in (load_sources(config)["test"], evaluation.split_source(config, "test")):
+        assert len(test) == 4
+        intact = test[0]  # the other records read
+        assert intact["image"].shape == tuple(intact["image"].shape[:2]) + (3,)
+        for read in (lambda: test[1], lambda: test.__getitems__([0, 1]), lambda: list(test)):
+            with pytest.raises(DamagedDatasetError) as error:
+                read()
+            message = str(error.value)
+            assert message.startswith(f"{path}: record 1 cannot be read ("), message
+            assert message.endswith(rebuild) and "\n" not in message
+    # and through the input pipeline
+    loader = input_pipeline.make_loader(
+        test, ("rough_image",),
+        input_pipeline.InputConfig(rough_size=8, canvas_size=1024, batch_size=2, augment=None,
+                                   shuffle=False))
+    with pytest.raises(DamagedDatasetError, match="record 1 cannot be read"):
+        list(loader)
+
+
 def test_checksum_catches_changed_values():
     state = {"a": np.arange(6, dtype=np.float32), "b": np.arange(3, dtype=np.int32)}
     packed, layout = checkpoints.pack(state)
