@@ -1,6 +1,7 @@
 """Faults of real hosts, injected: SIGTERM / SIGINT mid-epoch, damaged checkpoints, a
 second run on a work directory in use, a disk that fills during a save, a damaged
-dataset file, and every kind of CLI error (one line, exit 2 / 1 / 75).
+dataset file (truncated, missing, overwritten mid-file, a record that does not decode),
+and every kind of CLI error (one line, exit 2 / 1 / 75).
 
 Each training test runs the tiny ``rough`` stage (8 faces, batch 4: 4 steps per epoch,
 2 epochs, a checkpoint every step) and compares the final state bitwise with one

@@ -6,7 +6,9 @@ the grain iterator state in a mid-epoch checkpoint is process-specific. Two proc
 (``multihost_resume_worker.py``); one run is stopped right after its mid-epoch
 checkpoint 2 and SIGKILLed, then the same command is run again; its final parameters
 must be bitwise those of an uninterrupted two-process run. A mid-epoch checkpoint on a
-different number of processes is refused with a clear error.
+different number of processes is refused with a clear error. When process 0's check
+of the work directory fails (a lock held, another configuration), both processes of a
+``stn-icnn train`` stop with one line each instead of waiting at a sync point.
 """
 
 from __future__ import annotations
