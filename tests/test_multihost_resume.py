@@ -272,7 +272,7 @@ def test_failed_workdir_check_on_process_0_stops_every_process(fault, live_pid, 
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for i in range(PROCESSES)]
     try:
-        outputs = [p.communicate(timeout=120) for p in procs]
+        outputs = [p.communicate(timeout=300) for p in procs]
     finally:
         _kill_all(procs)
     assert [p.returncode for p in procs] == [code] * PROCESSES, outputs
