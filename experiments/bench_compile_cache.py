@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from stn_icnn_jax import markdown
+
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_compile_cache.md"
 STAGES = ("rough", "localizer", "parts", "end_to_end")
 
@@ -61,23 +63,21 @@ def main(argv=None) -> None:
         ".compile()`); the warm process reads the cache the cold one wrote. The host is "
         "shared: the load average at each measurement is in its row.",
         "",
-        "| stage | cold compile s | cached compile s | saved | step median s (cold / cached "
-        "process) | load (cold; cached) |",
-        "|---|---|---|---|---|---|",
     ]
+    cells = []
     for stage, cold, warm in rows:
         lc = cold["machine"].split("load average ")[1]
         lw = warm["machine"].split("load average ")[1]
-        lines.append(f"| {stage} | {cold['compile_s']:.1f} | {warm['compile_s']:.2f} "
-                     f"| {cold['compile_s'] / max(warm['compile_s'], 1e-9):.0f}x "
-                     f"| {cold['median_s']:.3f} / {warm['median_s']:.3f} | {lc}; {lw} |")
+        cells.append([stage, f"{cold['compile_s']:.1f}", f"{warm['compile_s']:.2f}",
+                      f"{cold['compile_s'] / max(warm['compile_s'], 1e-9):.0f}x",
+                      f"{cold['median_s']:.3f} / {warm['median_s']:.3f}", f"{lc}; {lw}"])
+    lines += markdown.table(
+        ["stage", "cold compile s", "cached compile s", "saved",
+         "step median s (cold / cached process)", "load (cold; cached)"], cells)
     lines += ["", f"Whole run: {(time.time() - started) / 60:.1f} min. Re-run: "
               f"`python experiments/bench_compile_cache.py --preset {args.preset} "
               f"--batch {args.batch}`.", ""]
-    text = "\n".join(lines)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    print(text)
+    print(markdown.write(args.out, lines))
 
 
 if __name__ == "__main__":

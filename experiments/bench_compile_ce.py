@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from stn_icnn_jax import losses
+from stn_icnn_jax import losses, markdown
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_compile_ce.md"
 SHAPES = ((4, 128, 128, 9), (32, 128, 128, 9), (192, 81, 81, 2))  # stage 1; 32 faces x 6 crops
@@ -39,9 +39,8 @@ def main() -> None:
     }
     lines = ["# Compile time of the softmax-CE gradient", "",
              "`jit(grad(mean CE)).lower(...).compile()`, each formulation twice, interleaved, "
-             "on a shared 2-core host (load average per row).", "",
-             "| logits shape | optax s (two runs) | ours s (two runs) | optax / ours | load |",
-             "|---|---|---|---|---|"]
+             "on a shared 2-core host (load average per row).", ""]
+    rows = []
     for shape in SHAPES:
         z, y = jnp.zeros(shape), jnp.zeros(shape[:-1], jnp.int32)
         times = {name: [] for name in variants}
@@ -50,11 +49,13 @@ def main() -> None:
                 times[name].append(compile_s(f, z, y))
         o, u = min(times["optax"]), min(times["ours"])
         load = " ".join(f"{x:.1f}" for x in os.getloadavg())
-        lines.append(f"| {shape} | {times['optax'][0]:.1f}, {times['optax'][1]:.1f} "
-                     f"| {times['ours'][0]:.1f}, {times['ours'][1]:.1f} | {o / u:.1f}x | {load} |")
-        print(lines[-1], flush=True)
+        rows.append([shape, f"{times['optax'][0]:.1f}, {times['optax'][1]:.1f}",
+                     f"{times['ours'][0]:.1f}, {times['ours'][1]:.1f}", f"{o / u:.1f}x", load])
+        print(markdown.row(rows[-1]), flush=True)
+    lines += markdown.table(["logits shape", "optax s (two runs)", "ours s (two runs)",
+                             "optax / ours", "load"], rows)
     lines += ["", "Re-run: `python experiments/bench_compile_ce.py`.", ""]
-    RESULTS.write_text("\n".join(lines))
+    markdown.write(RESULTS, lines)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
+from stn_icnn_jax import markdown
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_frameworks.md"
@@ -263,10 +265,8 @@ def write_report(path: Path, args, result: dict, header: str, seconds: float) ->
         "variant time / ours (above 1: we are faster). GFLOP: XLA's count of our step; "
         "`% peak` = that work at our median over the measured jnp.dot peak.",
         "",
-        "| preset | step | batch | PyTorch | PyTorch channels_last | ours | ours vs best torch "
-        "| GFLOP/step | % peak (ours) | our compile s | ms per face (ours / torch best) | load |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    steps = []
     for row in result["rows"]:
         ours = row["ours"]
         t = row.get("torch", {}).get("median_s")
@@ -277,24 +277,29 @@ def write_report(path: Path, args, result: dict, header: str, seconds: float) ->
         if row["what"].startswith("parse"):
             b = row["batch"]
             per_face = f"{ms(ours['median_s'] / b)} / " + (ms(best / b) if best else "—")
-        lines.append(
-            f"| {row['preset']} | {row['what'].split('@')[0]} | {row['batch']} "
-            f"| {ms(t) if t else '—'} | {ms(tcl) if tcl else '—'} | {ms(ours['median_s'])} "
-            f"| {ratio} | {ours['flops'] / 1e9:.2f} "
-            f"| {100 * ours['gflops_per_s'] / peak:.1f}% | {ours['compile_s']:.1f} | {per_face} "
-            f"| {row['load_before']} -> {row['load_after']} |")
+        steps.append([
+            row["preset"], row["what"].split("@")[0], row["batch"], ms(t) if t else "—",
+            ms(tcl) if tcl else "—", ms(ours["median_s"]), ratio, f"{ours['flops'] / 1e9:.2f}",
+            f"{100 * ours['gflops_per_s'] / peak:.1f}%", f"{ours['compile_s']:.1f}", per_face,
+            f"{row['load_before']} -> {row['load_after']}"])
+    lines += markdown.table(
+        ["preset", "step", "batch", "PyTorch", "PyTorch channels_last", "ours",
+         "ours vs best torch", "GFLOP/step", "% peak (ours)", "our compile s",
+         "ms per face (ours / torch best)", "load"], steps)
     lines += ["", "Our parse rows split into the network (stage 1 + L + crop + parts) and the "
-              "paste-back (softmax, fuse, argmax), each jitted and timed alone (ms per batch):", "",
-              "| preset | batch | network | paste-back | face finding (OpenCV Haar) |",
-              "|---|---|---|---|---|"]
+              "paste-back (softmax, fuse, argmax), each jitted and timed alone (ms per batch):", ""]
+    parse_rows = []
     for row in result["rows"]:
         if row["what"].startswith("parse"):
             o = row["ours"]
             face = o["face_finding"]
-            lines.append(f"| {row['preset']} | {row['batch']} | {ms(o['network']['median_s'])} "
-                         f"| {ms(o['paste_back']['median_s'])} | "
-                         + (f"{ms(face['median_s'])} per image" if face else
-                            "not available in this OpenCV build") + " |")
+            parse_rows.append([
+                row["preset"], row["batch"], ms(o["network"]["median_s"]),
+                ms(o["paste_back"]["median_s"]),
+                f"{ms(face['median_s'])} per image" if face else
+                "not available in this OpenCV build"])
+    lines += markdown.table(
+        ["preset", "batch", "network", "paste-back", "face finding (OpenCV Haar)"], parse_rows)
     if len(result["rows"]) < result["todo"]:
         lines += ["", f"**Partial table**: {len(result['rows'])} of {result['todo']} rows "
                   "measured so far (the run writes the table after every row)."]
@@ -314,10 +319,7 @@ def write_report(path: Path, args, result: dict, header: str, seconds: float) ->
         f"{' --quick' if args.quick else ''} --threads {args.threads}` (pinned: `taskset -c 1 ...`).",
         "",
     ]
-    text = "\n".join(lines)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return text
+    return markdown.write(path, lines)
 
 
 def main(argv=None) -> None:

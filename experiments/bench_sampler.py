@@ -29,7 +29,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from stn_icnn_jax import markdown
 from stn_icnn_jax import sampler as S
+from stn_icnn_jax.theta_geometry import theta_from_centers
 
 N, P, H, W, C, h, w = 32, 6, 512, 512, 3, 81, 81
 
@@ -39,7 +41,7 @@ def make_inputs(seed=0):
     img = r.random((N, H, W, C), dtype=np.float32)
     centers = np.stack([r.integers(40, H - 40, (N, P)), r.integers(40, W - 40, (N, P))], -1)
     # the authors' GT theta (integer centres: the paper's odd-crop case, on the kinks)
-    theta = np.asarray(S.theta_from_centers(centers.astype(np.float32), (h, w), (H, W), "authors"))
+    theta = np.asarray(theta_from_centers(centers.astype(np.float32), (h, w), (H, W), "authors"))
     wgt = r.standard_normal((N, P, h, w, C)).astype(np.float32)
     return img, theta, wgt
 
@@ -214,17 +216,14 @@ def main():
         "implementation that returns the image gradient can beat it; its torch / ours is "
         "the best ratio attainable for the image+theta case on this host.",
         "",
-        "| case | median s | min-max s | torch / ours |",
-        "|---|---|---|---|",
     ]
+    rows = []
     for k, v in times.items():
         group = k.split(",")[0]
         ratio = "" if "torch" in k else f"{torch_of[group] / med[k]:.2f}x"
-        lines.append(f"| {k} | {med[k]:.4f} | {min(v):.4f}-{max(v):.4f} | {ratio} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(text)
+        rows.append([k, f"{med[k]:.4f}", f"{min(v):.4f}-{max(v):.4f}", ratio])
+    lines += [*markdown.table(["case", "median s", "min-max s", "torch / ours"], rows), ""]
+    print(markdown.write(args.out, lines))
 
 
 if __name__ == "__main__":

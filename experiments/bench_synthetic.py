@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from stn_icnn_jax import markdown
+
 
 def _one(seed: int) -> tuple[int, float]:
     import cv2
@@ -45,15 +47,14 @@ def main() -> None:
         f"on {os.cpu_count()} CPUs ({platform.machine()}), load average at start "
         f"{os.getloadavg()[0]:.1f} (other jobs share the machine).",
         "",
-        "| faces | processes | wall s | CPU s per face (median) | CPU s total | mean image side px |",
-        "|---|---|---|---|---|---|",
-        f"| {args.faces} | {args.processes} | {wall:.1f} | {np.median(cpu):.3f} | {cpu.sum():.1f} | "
-        f"{np.sqrt(pixels).mean():.0f} |",
+        *markdown.table(
+            ["faces", "processes", "wall s", "CPU s per face (median)", "CPU s total",
+             "mean image side px"],
+            [[args.faces, args.processes, f"{wall:.1f}", f"{np.median(cpu):.3f}",
+              f"{cpu.sum():.1f}", f"{np.sqrt(pixels).mean():.0f}"]]),
+        "",
     ]
-    table = "\n".join(lines) + "\n"
-    print(table)
-    out = Path(__file__).parent / "results" / "bench_synthetic.md"
-    out.write_text(table)
+    print(markdown.write(Path(__file__).parent / "results" / "bench_synthetic.md", lines))
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ import sys
 import time
 from pathlib import Path
 
+from stn_icnn_jax import markdown
 from stn_icnn_jax.train.stages import STAGE_NAMES as STAGES
 from stn_icnn_jax.train.stages import STAGES as RECORDS
 
@@ -206,19 +207,20 @@ def write_report(path: Path, args, header: str, stage_rows: dict, loader_rows: d
         "",
         "## Steps per stage and whether the input pipeline keeps up",
         "",
-        "| stage | step median s (min-max) | steps/s | images/s | first step s (compile) "
-        "| loader batches/s, 0 workers | loader batches/s, 2 workers | loader / step |",
-        "|---|---|---|---|---|---|---|---|",
     ]
+    rows = []
     for stage in STAGES:
         r = stage_rows[stage]
         lo = loader_rows[stage]
         sps = 1.0 / r["median_s"]
         best = max(lo[0]["batches_per_s"], lo[2]["batches_per_s"])
-        lines.append(
-            f"| {stage} | {r['median_s']:.3f} ({r['min_s']:.3f}-{r['max_s']:.3f}) | {sps:.2f} "
-            f"| {b * sps:.1f} | {r['first_step_s']:.1f} | {lo[0]['batches_per_s']:.2f} "
-            f"| {lo[2]['batches_per_s']:.2f} | {best / sps:.1f}x |")
+        rows.append([stage, f"{r['median_s']:.3f} ({r['min_s']:.3f}-{r['max_s']:.3f})",
+                     f"{sps:.2f}", f"{b * sps:.1f}", f"{r['first_step_s']:.1f}",
+                     f"{lo[0]['batches_per_s']:.2f}", f"{lo[2]['batches_per_s']:.2f}",
+                     f"{best / sps:.1f}x"])
+    lines += markdown.table(
+        ["stage", "step median s (min-max)", "steps/s", "images/s", "first step s (compile)",
+         "loader batches/s, 0 workers", "loader batches/s, 2 workers", "loader / step"], rows)
     lines += [
         "",
         "`loader / step`: the faster loader's batches/s over the step's steps/s; above 1x "
@@ -228,18 +230,21 @@ def write_report(path: Path, args, header: str, stage_rows: dict, loader_rows: d
         "",
         f"## One `{args.scaling_stage}` step on 1, 2, 4 fake CPU devices (global batch {b})",
         "",
-        "| devices | BatchNorm | step median s (min-max) | images/s | vs 1 device | first step s (compile) |",
-        "|---|---|---|---|---|---|",
     ]
     base = scaling[1]["global"]["median_s"]
+    rows = []
     for n in sorted(scaling):
         for mode in ("global", "per_device"):
             if mode not in scaling[n]:
                 continue
             r = scaling[n][mode]
-            lines.append(
-                f"| {n} | {mode.replace('_', '-')} | {r['median_s']:.3f} ({r['min_s']:.3f}-{r['max_s']:.3f}) "
-                f"| {b / r['median_s']:.1f} | {r['median_s'] / base:.2f}x time | {r['first_step_s']:.1f} |")
+            rows.append([n, mode.replace("_", "-"),
+                         f"{r['median_s']:.3f} ({r['min_s']:.3f}-{r['max_s']:.3f})",
+                         f"{b / r['median_s']:.1f}", f"{r['median_s'] / base:.2f}x time",
+                         f"{r['first_step_s']:.1f}"])
+    lines += markdown.table(
+        ["devices", "BatchNorm", "step median s (min-max)", "images/s", "vs 1 device",
+         "first step s (compile)"], rows)
     lines += [
         "",
         "Notes: the fake devices (`XLA_FLAGS=--xla_force_host_platform_device_count=N`) are "
@@ -252,10 +257,7 @@ def write_report(path: Path, args, header: str, stage_rows: dict, loader_rows: d
         f"Whole benchmark: {seconds / 60:.1f} min. Re-run: `python experiments/bench_training.py`.",
         "",
     ]
-    text = "\n".join(lines)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return text
+    return markdown.write(path, lines)
 
 
 def main(argv=None) -> None:

@@ -13,10 +13,10 @@ and the mean |theta - theta_gt| of L on one validation batch. Usage:
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
 
+from stn_icnn_jax import markdown
 from stn_icnn_jax.config import build, load_config
 from stn_icnn_jax.data import input_pipeline
 from stn_icnn_jax.model import stn_icnn
@@ -39,8 +39,7 @@ def main() -> None:
         build.input_config(config, 10, training=False))
     batch = next(iter(loader))
     truth = np.asarray(stn_icnn.ground_truth_theta(batch, model.config))
-    lines = ["| parameters after | F1 overall, ground-truth crops | F1 overall, L's crops | "
-             "mean abs(theta - theta_gt): sx, sy, tx, ty |", "|---|---|---|---|"]
+    rows = []
     for name in ("parts", "end_to_end"):
         scores = [evaluate.evaluate(STAGES[stage], evals(STAGES[stage]), after[name],
                                     sources["validation"], loop.eval_input_config(config, mesh),
@@ -49,12 +48,14 @@ def main() -> None:
                              method=stn_icnn.STNiCNN.rough_logits)
         theta = np.asarray(model.apply(after[name], logits, False, method=stn_icnn.STNiCNN.localize))
         err = np.abs(theta - truth).mean(axis=(0, 1))
-        lines.append(f"| {name} | {scores[0]:.3f} | {scores[1]:.3f} | "
-                     f"{err[0, 0]:.3f}, {err[1, 1]:.3f}, {err[0, 2]:.3f}, {err[1, 2]:.3f} |")
-    table = "\n".join(lines) + "\n"
-    print(table)
+        rows.append([name, f"{scores[0]:.3f}", f"{scores[1]:.3f}",
+                     f"{err[0, 0]:.3f}, {err[1, 1]:.3f}, {err[0, 2]:.3f}, {err[1, 2]:.3f}"])
+    lines = markdown.table(["parameters after", "F1 overall, ground-truth crops",
+                            "F1 overall, L's crops",
+                            "mean abs(theta - theta_gt): sx, sy, tx, ty"], rows) + [""]
+    print("\n".join(lines))
     if args.out:
-        Path(args.out).write_text(table)
+        markdown.write(args.out, lines)
 
 
 if __name__ == "__main__":

@@ -10,9 +10,9 @@ under --out.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
+from stn_icnn_jax.evaluation import write_json
 from stn_icnn_jax.metrics import format_f1_table
 from stn_icnn_jax.photo import real_photos
 
@@ -23,17 +23,14 @@ def main() -> None:
     parser.add_argument("--out", default="experiments/results/real_photos")
     args = parser.parse_args()
     scores = real_photos.score(args.weights, Path(args.out))
-    per_photo = scores.pop("per_photo")
-    print(f"weights: {args.weights or 'bundled default'}")
+    document = real_photos.scores_document(scores, args.weights or "bundled default")
+    print(f"weights: {document['weights']}")
     print("all photos (pooled):")
-    print(format_f1_table(scores))
-    for name, row in per_photo.items():
-        faces = row.pop("faces_found")
-        print(f"\n{name} ({faces} face(s) found):")
-        print(format_f1_table(row))
-    Path(args.out, "scores.json").write_text(json.dumps(
-        {"weights": args.weights or "bundled default", "pooled": scores,
-         "per_photo": {k: {**v} for k, v in per_photo.items()}}, indent=2) + "\n")
+    print(format_f1_table({k: v for k, v in scores.items() if k != "per_photo"}))
+    for name, row in scores["per_photo"].items():
+        print(f"\n{name} ({row['faces_found']} face(s) found):")
+        print(format_f1_table({k: v for k, v in row.items() if k != "faces_found"}))
+    write_json(document, Path(args.out, "scores.json"))
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import figures_common as common  # noqa: E402
 
-from stn_icnn_jax import evaluation, sampler  # noqa: E402
+from stn_icnn_jax import evaluation, sampler, theta_geometry  # noqa: E402
 
 
 def integer_crop(image: np.ndarray, center: np.ndarray, size: int) -> np.ndarray:
@@ -46,7 +46,7 @@ def measure(batch: dict, size: int) -> dict:
     stacked = np.concatenate([canvas, np.eye(9, dtype=np.float32)[label]], -1)
     side = canvas.shape[1]
     centers = batch["centers"] + batch["image_origin"][:, None, :]
-    theta = sampler.theta_from_centers(centers, (size, size), (side, side), "paper")
+    theta = theta_geometry.theta_from_centers(centers, (size, size), (side, side), "paper")
     crops = np.asarray(jax.jit(lambda x, t: sampler.crop(x, t, (size, size)))(stacked, theta))
     diffs, changed, pixels = [], 0, 0
     for n, p in zip(*np.nonzero(batch["centers_present"])):
@@ -89,7 +89,7 @@ def main(argv=None) -> Path:
     center = batch["centers"][0][4]
     tiles = []
     for size in (a + (1 - a % 2), a + (1 - a % 2) + 1):  # an odd size and the even one after
-        theta = sampler.theta_from_centers(center[None], (size, size), image.shape[:2])[None]
+        theta = theta_geometry.theta_from_centers(center[None], (size, size), image.shape[:2])[None]
         stn = np.asarray(sampler.crop(image[None], theta, (size, size)))[0, 0]
         diff = np.abs(stn - integer_crop(image, center, size))
         row = [stn, integer_crop(image, center, size), np.clip(diff * 8, 0, 255)]

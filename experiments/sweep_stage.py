@@ -26,6 +26,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from stn_icnn_jax import markdown
 from stn_icnn_jax.taxonomy import F1_SETS
 
 CLASSES = tuple(F1_SETS)  # the paper's Table 2 columns
@@ -70,21 +71,21 @@ def summarise(workdir: Path) -> dict | None:
 
 
 def table(rows: list[tuple[str, str, dict | None]]) -> str:
-    lines = ["| variant | overrides | steps | " + " | ".join(CLASSES) + " | step s/it |",
-             "|---|---|---|" + "---|" * len(CLASSES) + "---|"]
+    cells = []
     for name, overrides, summary in rows:
         if summary is None:
-            lines.append(f"| {name} | {overrides} | (not finished) |" + " |" * (len(CLASSES) + 1))
+            cells.append([name, overrides, "(not finished)", *[""] * (len(CLASSES) + 1)])
             continue
         v = summary["validation"]
         if "f1" in v:
-            scores = " | ".join(f"{v['f1'][c]:.3f}" for c in CLASSES)
+            scores = [f"{v['f1'][c]:.3f}" for c in CLASSES]
         else:
-            scores = " | ".join(["-"] * (len(CLASSES) - 1) + [f"theta {v['theta_loss']:.4g}"])
+            scores = ["-"] * (len(CLASSES) - 1) + [f"theta {v['theta_loss']:.4g}"]
         sec = summary["seconds"]
         per_step = f"{sec['steps'] / max(1, v['step'] - 1):.2f}" if sec else "-"
-        lines.append(f"| {name} | {overrides} | {v['step']} | {scores} | {per_step} |")
-    return "\n".join(lines) + "\n"
+        cells.append([name, overrides, v["step"], *scores, per_step])
+    header = ["variant", "overrides", "steps", *CLASSES, "step s/it"]
+    return "\n".join(markdown.table(header, cells)) + "\n"
 
 
 def main() -> None:

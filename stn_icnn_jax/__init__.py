@@ -1,7 +1,8 @@
 """stn_icnn_jax: a JAX/Flax reimplementation of STN-iCNN face parsing.
 
 Yin et al., "End-to-End Face Parsing via Interlinked Convolutional Neural Networks".
-Modules, one idea each: ``sampler`` (differentiable affine crop/paste), ``icnn``
+Modules, one idea each: ``sampler`` (differentiable affine crop/paste),
+``theta_geometry`` (crop thetas from part centres, frames, inverses), ``icnn``
 (interlinked CNN), ``localizer`` (STN localisation net), ``pipeline`` (the composed
 forward pass), ``losses``, ``metrics`` (the paper's pooled F1), ``photo`` (parsing
 anyone's photos: ``stn_icnn_jax.parse(image)`` and ``stn_icnn_jax.parse_many(images)``).

@@ -23,12 +23,13 @@ a ``ValueError``; cast them explicitly (``labels.astype(jnp.float32)``, or one-h
 that nothing is silently rounded.  Coordinates are computed in
 ``promote_types(theta.dtype, float32)``; outputs have the image's dtype.
 
-Theta conventions used by the model (paper eq. 15): ``[[sx, 0, tx], [0, sy, ty]]`` maps
-the normalised output grid of a crop to normalised coordinates of the source image.
-``crop`` samples the parts; ``paste`` / ``paste_window`` apply the inverse (eq. 5).
-``crop``, ``paste``, ``paste_window`` (like ``affine_grid`` / ``grid_sample``) default to
-``align_corners=False``, the paper's convention (``align_corners_for("paper")``); thetas
-of the "authors" convention need ``align_corners=True`` passed explicitly.
+The thetas (paper eq. 15: ``[[sx, 0, tx], [0, sy, ty]]`` maps the normalised output
+grid of a crop to normalised coordinates of the source image), their conventions and
+frames are ``theta_geometry``'s.  ``crop`` samples the parts; ``paste`` /
+``paste_window`` apply the inverse (eq. 5).  ``crop``, ``paste``, ``paste_window``
+(like ``affine_grid`` / ``grid_sample``) default to ``align_corners=False``, the
+paper's convention (``theta_geometry.align_corners_for("paper")``); thetas of the
+"authors" convention need ``align_corners=True`` passed explicitly.
 
 This module is the public API (argument checks, coordinates, the general 2-D path); the
 separable kernel with its custom VJP, shared by ``crop`` and ``paste_window``, lives in
@@ -47,6 +48,8 @@ import numpy as np
 from jaxtyping import Array, Float, Int
 
 from stn_icnn_jax import sampler_kernels as K
+from stn_icnn_jax.array_checks import check_float, check_rank, check_size, check_theta
+from stn_icnn_jax.theta_geometry import coord_dtype, invert_theta
 from stn_icnn_jax.sampler_kernels import DEFAULT_CHUNK_SIZE
 
 __all__ = [
@@ -55,64 +58,20 @@ __all__ = [
     "crop",
     "paste",
     "paste_window",
-    "invert_theta",
-    "theta_from_centers",
-    "centers_from_theta",
-    "align_corners_for",
-    "theta_to_frame",
     "default_window",
     "DEFAULT_CHUNK_SIZE",
 ]
 
 Mode = Literal["bilinear", "nearest"]
 Method = Literal["separable", "general"]
-Convention = Literal["paper", "authors"]
 
 _MODES = ("bilinear", "nearest")
 _METHODS = ("separable", "general")
-_CONVENTIONS = ("paper", "authors")
 
 
 # --------------------------------------------------------------------------------------
-# Validation helpers (clear ValueErrors at the public boundary).
+# Validation of the sampler's own arguments (the shared checks are ``array_checks``).
 # --------------------------------------------------------------------------------------
-def _check_float(x, name: str, what: str = "array") -> None:
-    if not jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating):
-        raise ValueError(
-            f"{name} must have a floating dtype, got {jnp.asarray(x).dtype}. Integer "
-            f"{what}s are not supported: cast explicitly, e.g. {name}.astype(jnp.float32) "
-            "(for label maps use a one-hot float encoding and mode='nearest')."
-        )
-
-
-def _check_rank(x, rank: int, name: str, layout: str) -> None:
-    if jnp.ndim(x) != rank:
-        raise ValueError(f"{name} must have rank {rank} {layout}, got shape {jnp.shape(x)}")
-
-
-def _check_theta(theta, lead: tuple, name: str = "theta") -> None:
-    """theta must be (*lead, 2, 3); entries of ``lead`` that are None are free."""
-    shape = jnp.shape(theta)
-    want = "(" + ", ".join("?" if d is None else str(d) for d in lead) + ", 2, 3)"
-    if len(shape) != len(lead) + 2 or shape[-2:] != (2, 3):
-        raise ValueError(f"{name} must have shape {want}, got {shape}")
-    for d, s in zip(lead, shape):
-        if d is not None and d != s:
-            raise ValueError(f"{name} must have shape {want}, got {shape}")
-    _check_float(theta, name, "theta")
-
-
-def _check_size(size, name: str = "size") -> tuple[int, int]:
-    try:
-        h, w = (int(s) for s in size)
-        ok = all(int(s) == s for s in size)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a pair of positive ints (h, w), got {size!r}") from None
-    if not ok or h < 1 or w < 1:
-        raise ValueError(f"{name} must be a pair of positive ints (h, w), got {size!r}")
-    return h, w
-
-
 def _check_mode(mode) -> None:
     if mode not in _MODES:
         raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
@@ -129,13 +88,6 @@ def _check_chunk_size(chunk_size) -> int | None:
 # --------------------------------------------------------------------------------------
 # Coordinate helpers.
 # --------------------------------------------------------------------------------------
-def _coord_dtype(*arrays):
-    dt = jnp.float32
-    for a in arrays:
-        dt = jnp.promote_types(dt, jnp.asarray(a).dtype)
-    return dt
-
-
 def _base_coords(n: int, align_corners: bool, dtype) -> jax.Array:
     """Normalised centres of n output pixels, as torch's ``linspace_from_neg_one``."""
     if n <= 1:
@@ -176,14 +128,14 @@ def affine_grid(
     theta (N, 2, 3) maps normalised output coordinates (x, y, 1) to normalised source
     coordinates; size = (h, w) of the output.  Returns (N, h, w, 2) with (x, y) last.
     """
-    _check_theta(theta, (None,))
-    h, w = _check_size(size)
+    check_theta(theta, (None,))
+    h, w = check_size(size)
     return _affine_grid(jnp.asarray(theta), (h, w), bool(align_corners))
 
 
 def _affine_grid(theta, size, align_corners):
     h, w = size
-    dt = _coord_dtype(theta)
+    dt = coord_dtype(theta)
     theta = theta.astype(dt)
     xt = _base_coords(w, align_corners, dt)[None, None, :]
     yt = _base_coords(h, align_corners, dt)[None, :, None]
@@ -208,10 +160,10 @@ def grid_sample(
     (N, h, w, C) with the same values and the same gradients (image and grid) as torch
     on the NCHW transpose.  Only ``padding_mode="zeros"`` is supported.
     """
-    _check_rank(image, 4, "image", "(N, H, W, C)")
-    _check_float(image, "image", "image")
-    _check_rank(grid, 4, "grid", "(N, h, w, 2)")
-    _check_float(grid, "grid", "grid")
+    check_rank(image, 4, "image", "(N, H, W, C)")
+    check_float(image, "image", "image")
+    check_rank(grid, 4, "grid", "(N, h, w, 2)")
+    check_float(grid, "grid", "grid")
     if jnp.shape(grid)[-1] != 2 or jnp.shape(grid)[0] != jnp.shape(image)[0]:
         raise ValueError(
             f"grid must have shape (N, h, w, 2) with N = image's {jnp.shape(image)[0]}, "
@@ -225,7 +177,7 @@ def grid_sample(
 
 def _grid_sample(image, grid, mode, align_corners):
     n, hh, ww, c = image.shape
-    dt = _coord_dtype(grid)
+    dt = coord_dtype(grid)
     grid = grid.astype(dt)
     ix = _unnormalize(grid[..., 0], ww, align_corners)
     iy = _unnormalize(grid[..., 1], hh, align_corners)
@@ -288,7 +240,7 @@ def crop(
 
     image (N, H, W, C) floating, theta (N, P, 2, 3), size = (h, w) -> (N, P, h, w, C).
     The image is never copied per part.  ``align_corners`` defaults to False, the
-    model's "paper" convention (``align_corners_for``); pass True for "authors" thetas.
+    model's "paper" convention (``theta_geometry.align_corners_for``); pass True for "authors" thetas.
 
     method:
       * "separable" (default): for the model's constrained theta (eq. 15)
@@ -312,10 +264,10 @@ def crop(
     There is no "auto": the method cannot be chosen from theta's values (they are traced
     under jit), and only the caller knows whether its theta is constrained.
     """
-    _check_rank(image, 4, "image", "(N, H, W, C)")
-    _check_float(image, "image", "image")
-    _check_theta(theta, (jnp.shape(image)[0], None))
-    h, w = _check_size(size)
+    check_rank(image, 4, "image", "(N, H, W, C)")
+    check_float(image, "image", "image")
+    check_theta(theta, (jnp.shape(image)[0], None))
+    h, w = check_size(size)
     _check_mode(mode)
     if method not in _METHODS:
         raise ValueError(
@@ -324,7 +276,7 @@ def crop(
         )
     chunk = _check_chunk_size(chunk_size)
     hh, ww = jnp.shape(image)[1:3]
-    win = default_window((h, w), (hh, ww)) if window is None else _check_size(window, "window")
+    win = default_window((h, w), (hh, ww)) if window is None else check_size(window, "window")
     win = (min(win[0], hh), min(win[1], ww))
     return _crop(
         jnp.asarray(image), jnp.asarray(theta), (h, w), mode, bool(align_corners), method,
@@ -354,7 +306,7 @@ def _separable_coords(theta, size, frame, align_corners):
     """Pixel coordinates of the output rows (..., h) and columns (..., w)."""
     h, w = size
     fh, fw = frame
-    dt = _coord_dtype(theta)
+    dt = coord_dtype(theta)
     theta = theta.astype(dt)
     xt = _base_coords(w, align_corners, dt)
     yt = _base_coords(h, align_corners, dt)
@@ -411,27 +363,10 @@ _crop_sep_exact.defvjp(_crop_sep_exact_fwd, _crop_sep_exact_bwd)
 # --------------------------------------------------------------------------------------
 # Public: paste (inverse transform, eq. 5).
 # --------------------------------------------------------------------------------------
-def invert_theta(theta: Float[Array, "... 2 3"]) -> Float[Array, "... 2 3"]:
-    """Inverse of the affine map [[a, b, tx], [c, d, ty]] (differentiable), (..., 2, 3)."""
-    if jnp.ndim(theta) < 2 or jnp.shape(theta)[-2:] != (2, 3):
-        raise ValueError(f"theta must have shape (..., 2, 3), got {jnp.shape(theta)}")
-    _check_float(theta, "theta", "theta")
-    theta = jnp.asarray(theta)
-    a, b, tx = theta[..., 0, 0], theta[..., 0, 1], theta[..., 0, 2]
-    c, d, ty = theta[..., 1, 0], theta[..., 1, 1], theta[..., 1, 2]
-    det = a * d - b * c
-    ia, ib, ic, id_ = d / det, -b / det, -c / det, a / det
-    itx = -(ia * tx + ib * ty)
-    ity = -(ic * tx + id_ * ty)
-    return jnp.stack(
-        [jnp.stack([ia, ib, itx], -1), jnp.stack([ic, id_, ity], -1)], axis=-2
-    )
-
-
 def _check_parts(parts, theta):
-    _check_rank(parts, 5, "parts", "(N, P, h, w, C)")
-    _check_float(parts, "parts", "image")
-    _check_theta(theta, tuple(jnp.shape(parts)[:2]))
+    check_rank(parts, 5, "parts", "(N, P, h, w, C)")
+    check_float(parts, "parts", "image")
+    check_theta(theta, tuple(jnp.shape(parts)[:2]))
 
 
 def paste(
@@ -451,7 +386,7 @@ def paste(
     "paper" convention), as in ``crop``.
     """
     _check_parts(parts, theta)
-    hh, ww = _check_size(size)
+    hh, ww = check_size(size)
     _check_mode(mode)
     return _paste(jnp.asarray(parts), jnp.asarray(theta), (hh, ww), mode, bool(align_corners))
 
@@ -499,8 +434,8 @@ def paste_window(
     measured ~1.8x faster in chunks of 16; pass ``chunk_size=16`` when differentiating.
     """
     _check_parts(parts, theta)
-    hh, ww = _check_size(size)
-    win = _check_size(window, "window")
+    hh, ww = check_size(size)
+    win = check_size(window, "window")
     _check_mode(mode)
     chunk = _check_chunk_size(chunk_size)
     return _paste_window(
@@ -513,7 +448,7 @@ def _paste_window(parts, theta, size, window, mode, align_corners, chunk_size):
     n, p, h, w, c = parts.shape
     hh, ww = size
     wh, wwin = window
-    dt = _coord_dtype(theta)
+    dt = coord_dtype(theta)
     theta = theta.reshape(n * p, 2, 3).astype(dt)
     inv = invert_theta(theta)
     # Patch centre in canvas pixels: theta maps the crop's normalised centre (0, 0) to (tx, ty).
@@ -542,135 +477,3 @@ def _paste_window(parts, theta, size, window, mode, align_corners, chunk_size):
     vals = jnp.where(inside, vals, jnp.zeros((), vals.dtype))
     origin = jnp.stack([oy, ox], axis=-1).reshape(n, p, 2)
     return vals.reshape(n, p, wh, wwin, c), origin
-
-
-# --------------------------------------------------------------------------------------
-# Public: theta helpers.
-# --------------------------------------------------------------------------------------
-def align_corners_for(convention: Convention) -> bool:
-    """The align_corners value a theta convention is meant for (paper False, authors True)."""
-    if convention not in _CONVENTIONS:
-        raise ValueError(f"convention must be one of {_CONVENTIONS}, got {convention!r}")
-    return convention == "authors"
-
-
-def theta_from_centers(
-    centers: Float[Array, "... 2"],
-    crop_size,
-    canvas_size,
-    convention: Convention = "paper",
-) -> Float[Array, "... 2 3"]:
-    """Crop theta (eq. 21) of a (h̄, w̄) window centred on ``centers`` (..., 2) = (y, x).
-
-    Centres are pixel-index coordinates (pixel c has its centre at c). ``canvas_size`` =
-    (H, W) is either a static pair of ints or an array whose last axis is (H, W) and
-    which broadcasts against ``centers`` (per-example image sizes, e.g. (N, 1, 2)).
-
-    * "paper" (use with align_corners=False): sx = w̄/W, tx = -1 + 2 (x + 0.5)/W, i.e.
-      eq. 21 with x measured in continuous coordinates where pixel c spans [c, c + 1].
-    * "authors" (use with align_corners=True): sx = (w̄ - 1)/(W - 1), tx = -1 + 2x/(W - 1).
-
-    With either, an odd crop at an integer centre samples exactly the integer pixels
-    c - (w̄ - 1)/2 ... c + (w̄ - 1)/2 (paper Fig. 7/8).
-    """
-    if jnp.ndim(centers) < 1 or jnp.shape(centers)[-1] != 2:
-        raise ValueError(f"centers must have shape (..., 2) as (y, x), got {jnp.shape(centers)}")
-    hb, wb = _check_size(crop_size, "crop_size")
-    if convention not in _CONVENTIONS:
-        raise ValueError(f"convention must be one of {_CONVENTIONS}, got {convention!r}")
-    centers = jnp.asarray(centers)
-    dt = _coord_dtype(centers) if jnp.issubdtype(centers.dtype, jnp.floating) else jnp.float32
-    if isinstance(canvas_size, (tuple, list)) and len(canvas_size) == 2 and all(
-        isinstance(v, (int, np.integer)) for v in canvas_size
-    ):
-        hh, ww = (jnp.asarray(v, dt) for v in _check_size(canvas_size, "canvas_size"))
-    else:
-        sizes = jnp.asarray(canvas_size, dt)
-        if sizes.ndim < 1 or sizes.shape[-1] != 2:
-            raise ValueError(
-                f"canvas_size must be (H, W) ints or an array (..., 2), got shape {sizes.shape}"
-            )
-        hh, ww = sizes[..., 0], sizes[..., 1]
-    y = centers[..., 0].astype(dt)
-    x = centers[..., 1].astype(dt)
-    if convention == "paper":
-        sx, sy = wb / ww, hb / hh
-        tx = -1 + 2 * (x + 0.5) / ww
-        ty = -1 + 2 * (y + 0.5) / hh
-    else:
-        sx = (wb - 1) / jnp.maximum(ww - 1, 1)
-        sy = (hb - 1) / jnp.maximum(hh - 1, 1)
-        tx = -1 + 2 * x / jnp.maximum(ww - 1, 1)
-        ty = -1 + 2 * y / jnp.maximum(hh - 1, 1)
-    z = jnp.zeros_like(x)
-    return jnp.stack(
-        [jnp.stack([z + sx, z, tx], -1), jnp.stack([z, z + sy, ty], -1)], axis=-2
-    )
-
-
-def centers_from_theta(
-    theta: Float[Array, "... 2 3"],
-    canvas_size,
-    convention: Convention = "paper",
-) -> Float[Array, "... 2"]:
-    """The (y, x) pixel-index centre of each crop window: the inverse of
-    :func:`theta_from_centers` in its translation (the scale is not used).
-
-    ``canvas_size`` = (H, W) ints or an array broadcasting against ``theta[..., 0, 0]``'s
-    leading axes plus a last axis (H, W), e.g. (N, 1, 2).
-    """
-    if jnp.ndim(theta) < 2 or jnp.shape(theta)[-2:] != (2, 3):
-        raise ValueError(f"theta must have shape (..., 2, 3), got {jnp.shape(theta)}")
-    if convention not in _CONVENTIONS:
-        raise ValueError(f"convention must be one of {_CONVENTIONS}, got {convention!r}")
-    theta = jnp.asarray(theta)
-    sizes = jnp.asarray(canvas_size, theta.dtype)
-    hh, ww = sizes[..., 0], sizes[..., 1]
-    tx, ty = theta[..., 0, 2], theta[..., 1, 2]
-    if convention == "paper":  # tx = -1 + 2 (x + 0.5) / W
-        x, y = (tx + 1) * ww / 2 - 0.5, (ty + 1) * hh / 2 - 0.5
-    else:  # tx = -1 + 2 x / (W - 1)
-        x, y = (tx + 1) * jnp.maximum(ww - 1, 1) / 2, (ty + 1) * jnp.maximum(hh - 1, 1) / 2
-    return jnp.stack([y, x], axis=-1)
-
-
-def theta_to_frame(
-    theta: Float[Array, "N P 2 3"],
-    src_origin: Int[Array, "N 2"],
-    src_size: Int[Array, "N 2"],
-    dst_size,
-    align_corners: bool,
-) -> Float[Array, "N P 2 3"]:
-    """Re-express a sub-image theta in the normalised coordinates of a larger canvas.
-
-    theta (N, P, 2, 3) samples the unpadded image n of size src_size[n] = (h, w), which
-    sits at integer offset src_origin[n] = (top, left) inside a zero canvas of static
-    size dst_size = (H, W).  Returns theta' such that cropping the canvas with theta'
-    equals cropping the image (zero-padded) with theta.  Pure affine composition;
-    src_origin / src_size may be traced (per-example) values.
-    """
-    _check_theta(theta, (None, None))
-    n = jnp.shape(theta)[0]
-    for name, a in (("src_origin", src_origin), ("src_size", src_size)):
-        if jnp.shape(a) != (n, 2):
-            raise ValueError(f"{name} must have shape (N, 2) = ({n}, 2), got {jnp.shape(a)}")
-    hh, ww = _check_size(dst_size, "dst_size")
-    theta = jnp.asarray(theta)
-    dt = _coord_dtype(theta)
-    theta = theta.astype(dt)
-    org = jnp.asarray(src_origin).astype(dt)
-    sz = jnp.asarray(src_size).astype(dt)
-    canvas = jnp.asarray([hh, ww], dt)
-    if align_corners:
-        # pixel = (u + 1)/2 (s - 1); canvas u' = 2 (pixel + o)/(S - 1) - 1
-        scale = (sz - 1) / (canvas - 1)
-        shift = (sz - 1 + 2 * org) / (canvas - 1) - 1
-    else:
-        # pixel = ((u + 1) s - 1)/2; canvas u' = (2 (pixel + o) + 1)/S - 1
-        scale = sz / canvas
-        shift = (sz + 2 * org) / canvas - 1
-    # (y, x) order in scale/shift; theta row 0 is x, row 1 is y.
-    a = jnp.stack([scale[:, 1], scale[:, 0]], -1)[:, None, :, None]  # (N, 1, 2, 1)
-    b = jnp.stack([shift[:, 1], shift[:, 0]], -1)[:, None, :]  # (N, 1, 2)
-    out = theta * a
-    return out.at[..., 2].add(b)

@@ -323,6 +323,30 @@ def test_damaged_best_checkpoint_falls_back_to_best_readable(tmp_path, capsys):
         ckpt.close()
 
 
+def test_partial_template_reads_its_leaves_and_names_a_mismatch(tmp_path):
+    """What evaluation reads (params and BN statistics, no optimiser state): a template
+    with some of the state's leaves gets exactly those, the damaged-best fallback
+    included; a leaf the checkpoint lacks or holds with another shape is one error
+    naming the checkpoint."""
+    directory = tmp_path / "stage" / "checkpoints"
+    ckpt, states = _scored_checkpoints(directory)
+    try:
+        state, _ = ckpt.restore(3, {"w": jax.ShapeDtypeStruct((3, 4), np.float32)}, partial=True)
+        assert list(state) == ["w"] and np.array_equal(state["w"], states[3]["w"])
+        damage(directory / "4", "zeroed")
+        step, state = ckpt.restore_best({"n": np.zeros(1, np.int32)}, 4, partial=True)
+        assert step == 5 and np.array_equal(state["n"], states[5]["n"])
+        with pytest.raises(ValueError, match="arrays, the model's state 1"):
+            ckpt.restore(3, {"w": states[3]["w"]})  # not partial: the whole state is wanted
+        for template in ({"w": np.zeros((4, 3), np.float32)}, {"v": states[3]["w"]}):
+            with pytest.raises(ValueError) as error:
+                ckpt.restore(3, template, partial=True)
+            assert str(error.value).startswith(f"{directory / '3'}: the model's array ")
+            assert "different model configuration" in str(error.value)
+    finally:
+        ckpt.close()
+
+
 @pytest.mark.slow
 def test_load_stage_uses_best_readable_checkpoint(config_file, reference, tmp_path, capsys):
     workdir = tmp_path / "work"

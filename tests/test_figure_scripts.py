@@ -8,6 +8,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import jax
+import numpy as np
 import pytest
 
 import training_helpers
@@ -68,4 +70,39 @@ def test_occlusion_figure_unoccluded_f1_is_evals(workdir, tmp_path, capsys):
                          "--out", str(tmp_path / f"{crops}.json")]) == 0
         f1 = json.loads((tmp_path / f"{crops}.json").read_text())["f1"]["overall"]
         assert float(rows[("none", cropper)][4]) == pytest.approx(f1, abs=1e-3)
+    capsys.readouterr()
+
+
+def test_rough_size_figure_rows_are_evals(workdir, tmp_path, capsys):
+    """b = 32 (the tiny run) and b = 16 (K and L of a second run): the large rows are
+    `stn-icnn eval --stage parts`'s numbers; the small model runs the large run's part
+    models with the small run's K and L."""
+    config = training_helpers.tiny_training_config(("rough", "localizer"), epochs=1)
+    config.model.rough_size = 16
+    small = tmp_path / "small"
+    after = training_helpers.write_fake_run(config, small, seed=1)
+    module = _script("fig_rough_size")
+    stem = module.main(["--workdir", str(workdir), "--workdir64", str(small),
+                        "--out_dir", str(tmp_path)])
+    assert stem.with_suffix(".png").stat().st_size > 0
+    rows = {(r[0].strip(), r[1].strip()): float(r[-1]) for r in
+            (line.split("|")[1:-1] for line in stem.with_suffix(".md").read_text().splitlines()
+             if line.startswith("| ") and "cropper" not in line)}
+    assert sorted(rows) == sorted((b, label) for b in ("16", "32")
+                                  for label in module.CROPPERS.values())
+    for crops, label in module.CROPPERS.items():
+        assert cli.main(["eval", "--workdir", str(workdir), "--stage", "parts", "--crops",
+                         crops, "--out", str(tmp_path / f"{crops}.json")]) == 0
+        f1 = json.loads((tmp_path / f"{crops}.json").read_text())["f1"]["overall"]
+        assert rows[("32", label)] == pytest.approx(f1, abs=1e-3)
+    from stn_icnn_jax import evaluation
+
+    large_run = evaluation.load_run(workdir, until="parts")
+    combined = module.combined_variables(evaluation.load_run(small, until="localizer"), large_run)
+    large = large_run.variables["parts"]
+    for network, source in (("rough", after["localizer"]), ("localizer", after["localizer"]),
+                            ("parts", large)):
+        for a, b in zip(jax.tree_util.tree_leaves(combined["params"][network]),
+                        jax.tree_util.tree_leaves(source["params"][network])):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     capsys.readouterr()

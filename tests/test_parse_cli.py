@@ -78,3 +78,11 @@ def test_cli_missing_weights_is_one_line(tmp_path, capsys):
                  str(tmp_path / "nope.stnw")])
     err = capsys.readouterr().err.strip()
     assert code == 1 and err == f"error: {tmp_path / 'nope.stnw'}: no such weights file"
+
+
+def test_cli_no_photos_is_one_line(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code = main(["parse", str(empty), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and err == f"error: no photos found in {empty}"

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from stn_icnn_jax import losses, part_centers, sampler, taxonomy
+from stn_icnn_jax import losses, part_centers, sampler, taxonomy, theta_geometry
 from stn_icnn_jax.model import stn_icnn
 from stn_icnn_jax.model.icnn import ICNNConfig
 from stn_icnn_jax.model.localizer import LocalizerConfig
@@ -119,8 +119,8 @@ def _numpy_fusion(probs, centers, canvas):
 @pytest.mark.parametrize("convention", ["paper", "authors"])
 def test_fusion_of_soft_overlapping_parts_is_eq5(convention):
     cfg = tiny_config(theta_convention=convention, theta_frame="canvas")
-    theta = sampler.theta_from_centers(jnp.asarray(FUSION_CENTERS[None], jnp.float32),
-                                       (CROP, CROP), (CANVAS, CANVAS), convention)
+    theta = theta_geometry.theta_from_centers(jnp.asarray(FUSION_CENTERS[None], jnp.float32),
+                                              (CROP, CROP), (CANVAS, CANVAS), convention)
     # The crops really are the integer windows the numpy statement assumes.
     index = np.arange(CANVAS * CANVAS, dtype=np.int32).reshape(1, CANVAS, CANVAS)
     where = np.rint(np.asarray(sampler.crop(jnp.asarray(index, jnp.float32)[..., None], theta,

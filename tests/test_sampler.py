@@ -6,40 +6,22 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from jax.test_util import check_grads
 
+from sampler_helpers import SETTINGS, random_image, random_theta, seeds
 from stn_icnn_jax import sampler as S
+from stn_icnn_jax import theta_geometry as G
 
-SETTINGS = settings(
-    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
 OFFDIAG = np.array([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]])
-
-
-def _img(seed, shape, dtype=np.float32):
-    return np.random.default_rng(seed).random(shape).astype(dtype)
-
-
-def _theta(seed, n, p, scale=(0.3, 1.2), shift=(-1.2, 1.2), dtype=np.float32):
-    r = np.random.default_rng(seed)
-    th = np.zeros((n, p, 2, 3))
-    th[..., 0, 0] = r.uniform(*scale, (n, p)) * r.choice([-1, 1], (n, p))
-    th[..., 1, 1] = r.uniform(*scale, (n, p))
-    th[..., 0, 2] = r.uniform(*shift, (n, p))
-    th[..., 1, 2] = r.uniform(*shift, (n, p))
-    return th.astype(dtype)
-
-
-seeds = st.integers(0, 2**31 - 1)
 
 
 # ------------------------------------------------------------------------- identity
 @SETTINGS
 @given(seed=seeds, ac=st.booleans(), hw=st.sampled_from([(5, 7), (8, 8), (1, 4)]))
 def test_identity_theta_returns_image(seed, ac, hw):
-    x = _img(seed, (2, *hw, 3))
+    x = random_image(seed, (2, *hw, 3))
     eye = np.tile(np.array([[1.0, 0, 0], [0, 1.0, 0]], np.float32), (2, 1, 1))
     out = S.grid_sample(x, S.affine_grid(eye, hw, align_corners=ac), align_corners=ac)
     np.testing.assert_allclose(out, x, atol=1e-5)
@@ -53,7 +35,7 @@ def test_identity_theta_returns_image(seed, ac, hw):
 @given(seed=seeds, dy=st.integers(-4, 4), dx=st.integers(-4, 4), mode=st.sampled_from(S._MODES))
 def test_integer_translation_is_shifted_slice(seed, dy, dx, mode):
     hh, ww = 6, 7
-    x = _img(seed, (1, hh, ww, 2))
+    x = random_image(seed, (1, hh, ww, 2))
     th = np.array([[[[1.0, 0, 2 * dx / (ww - 1)], [0, 1.0, 2 * dy / (hh - 1)]]]], np.float32)
     want = np.zeros_like(x)
     ys, xs = np.meshgrid(np.arange(hh), np.arange(ww), indexing="ij")
@@ -63,45 +45,6 @@ def test_integer_translation_is_shifted_slice(seed, dy, dx, mode):
     for method in ("general", "separable"):
         out = S.crop(x, th, (hh, ww), mode=mode, align_corners=True, method=method)
         np.testing.assert_allclose(out[:, 0], want, atol=2e-5)
-
-
-# -------------------------------------------------------- paper Fig. 7/8: odd crops
-@SETTINGS
-@given(
-    seed=seeds,
-    convention=st.sampled_from(S._CONVENTIONS),
-    k=st.sampled_from([1, 3, 5]),
-    mode=st.sampled_from(S._MODES),
-)
-def test_odd_crop_at_integer_centre_is_integer_slice(seed, convention, k, mode):
-    hh, ww, size = 17, 19, 2 * k + 1
-    r = np.random.default_rng(seed)
-    centers = np.stack([r.integers(-2, hh + 2, (2, 3)), r.integers(-2, ww + 2, (2, 3))], -1)
-    x = _img(seed, (2, hh, ww, 3))
-    th = S.theta_from_centers(centers.astype(np.float32), (size, size), (hh, ww), convention)
-    ac = S.align_corners_for(convention)
-    pad = np.pad(x, ((0, 0), (k + 3, k + 3), (k + 3, k + 3), (0, 0)))
-    for method in ("general", "separable"):
-        out = np.asarray(S.crop(x, th, (size, size), mode=mode, align_corners=ac, method=method))
-        for n in range(2):
-            for p in range(3):
-                cy, cx = centers[n, p] + k + 3
-                want = pad[n, cy - k : cy + k + 1, cx - k : cx + k + 1]
-                np.testing.assert_allclose(out[n, p], want, atol=2e-5)
-
-
-def test_align_corners_for():
-    assert S.align_corners_for("paper") is False
-    assert S.align_corners_for("authors") is True
-    with pytest.raises(ValueError):
-        S.align_corners_for("nope")
-
-
-def test_theta_from_centers_formulas():
-    th = S.theta_from_centers(np.array([[10.0, 20.0]]), (81, 81), (1024, 1024), "authors")
-    np.testing.assert_allclose(th[0], [[80 / 1023, 0, -1 + 40 / 1023], [0, 80 / 1023, -1 + 20 / 1023]], rtol=1e-6)
-    th = S.theta_from_centers(np.array([[10.0, 20.0]]), (81, 81), (1024, 1024), "paper")
-    np.testing.assert_allclose(th[0], [[81 / 1024, 0, -1 + 41 / 1024], [0, 81 / 1024, -1 + 21 / 1024]], rtol=1e-6)
 
 
 # ----------------------------------------------------- separable == general (+ grads)
@@ -125,8 +68,8 @@ def _loss(method, mode, ac, size, window=None, chunk_size=S.DEFAULT_CHUNK_SIZE):
 )
 def test_separable_equals_general(seed, ac, mode, window, scale):
     """Values and grads (image, theta) agree; (6, 6) windows exercise the fallback too."""
-    x = _img(seed, (2, 13, 11, 2))
-    th = _theta(seed + 1, 2, 3, scale=scale)
+    x = random_image(seed, (2, 13, 11, 2))
+    th = random_theta(seed + 1, 2, 3, scale=scale)
     size = (5, 4)
     vg, (gxg, gtg) = jax.value_and_grad(_loss("general", mode, ac, size), (0, 1))(x, th)
     vs, (gxs, gts) = jax.value_and_grad(_loss("separable", mode, ac, size, window), (0, 1))(x, th)
@@ -146,11 +89,11 @@ def test_separable_equals_general(seed, ac, mode, window, scale):
 
 def test_separable_equals_general_at_integer_kinks():
     """Odd crops at integer centres sit on the kinks: both paths take the same side."""
-    x = _img(3, (2, 15, 15, 3))
+    x = random_image(3, (2, 15, 15, 3))
     centers = np.array([[[7, 7], [3, 10], [12, 1]], [[0, 0], [14, 14], [5, 9]]], np.float32)
-    for conv in S._CONVENTIONS:
-        ac = S.align_corners_for(conv)
-        th = np.asarray(S.theta_from_centers(centers, (5, 5), (15, 15), conv))
+    for conv in G.CONVENTIONS:
+        ac = G.align_corners_for(conv)
+        th = np.asarray(G.theta_from_centers(centers, (5, 5), (15, 15), conv))
         gg = jax.grad(_loss("general", "bilinear", ac, (5, 5)), (0, 1))(x, th)
         gs = jax.grad(_loss("separable", "bilinear", ac, (5, 5), (9, 9)), (0, 1))(x, th)
         np.testing.assert_allclose(gs[0], gg[0], atol=1e-5)
@@ -163,8 +106,8 @@ def test_separable_equals_general_at_integer_kinks():
 @SETTINGS
 @given(seed=seeds, a=st.floats(-2, 2), b=st.floats(-2, 2), mode=st.sampled_from(S._MODES))
 def test_crop_is_linear_in_image(seed, a, b, mode):
-    x, y = _img(seed, (2, 9, 10, 2)), _img(seed + 1, (2, 9, 10, 2))
-    th = _theta(seed + 2, 2, 2)
+    x, y = random_image(seed, (2, 9, 10, 2)), random_image(seed + 1, (2, 9, 10, 2))
+    th = random_theta(seed + 2, 2, 2)
     for method in ("general", "separable"):
         c = lambda im: np.asarray(
             S.crop(im, th, (4, 5), mode=mode, align_corners=True, method=method, window=(7, 7))
@@ -178,8 +121,8 @@ def test_crop_is_linear_in_image(seed, a, b, mode):
 def test_check_grads_image_and_theta(seed, ac, method):
     """Finite differences (float64) for image and theta, away from integer kinks."""
     with jax.enable_x64(True):
-        x = _img(seed, (1, 7, 6, 2), np.float64)
-        th = _theta(seed + 1, 1, 2, dtype=np.float64)
+        x = random_image(seed, (1, 7, 6, 2), np.float64)
+        th = random_theta(seed + 1, 1, 2, dtype=np.float64)
         f = _loss(method, "bilinear", ac, (3, 4), window=(5, 5))
         check_grads(f, (x, th), order=1, modes=["rev"], eps=1e-6, atol=1e-4, rtol=1e-4)
         g = jax.grad(lambda t: f(x, t))(th)
@@ -192,8 +135,8 @@ def test_check_grads_image_and_theta(seed, ac, method):
 
 def test_paste_window_grads_flow():
     with jax.enable_x64(True):
-        parts = _img(5, (1, 2, 5, 5, 2), np.float64)
-        th = np.asarray(S.theta_from_centers(np.array([[[6.3, 7.6], [3.2, 9.7]]]), (5, 5), (15, 16), "authors"))
+        parts = random_image(5, (1, 2, 5, 5, 2), np.float64)
+        th = np.asarray(G.theta_from_centers(np.array([[[6.3, 7.6], [3.2, 9.7]]]), (5, 5), (15, 16), "authors"))
 
         def f(p, t):
             v, _ = S.paste_window(p, t, (15, 16), (8, 8), mode="bilinear", align_corners=True)
@@ -209,8 +152,8 @@ def test_paste_of_crop_restores_window(seed, k):
     hh, ww, size = 16, 18, 2 * k + 1
     r = np.random.default_rng(seed)
     centers = np.stack([r.integers(k, hh - k, (1, 3)), r.integers(k, ww - k, (1, 3))], -1)
-    x = _img(seed, (1, hh, ww, 2))
-    th = S.theta_from_centers(centers.astype(np.float32), (size, size), (hh, ww), "authors")
+    x = random_image(seed, (1, hh, ww, 2))
+    th = G.theta_from_centers(centers.astype(np.float32), (size, size), (hh, ww), "authors")
     parts = S.crop(x, th, (size, size), mode="nearest", align_corners=True)
     canvas = np.asarray(S.paste(parts, th, (hh, ww), mode="nearest", align_corners=True))
     for p in range(3):
@@ -237,7 +180,7 @@ def test_paste_window_equals_slice_of_paste(seed, ac, mode, scale, chunk):
     th[..., 0, 0] = scale * (w - 1) / (ww - 1) if ac else scale * w / ww
     th[..., 1, 1] = scale * (h - 1) / (hh - 1) if ac else scale * h / hh
     th[..., :, 2] = r.uniform(-1.1, 1.1, (2, 3, 2))
-    parts = _img(seed, (2, 3, h, w, 2))
+    parts = random_image(seed, (2, 3, h, w, 2))
     full = np.asarray(S.paste(parts, th, (hh, ww), mode=mode, align_corners=ac))
     vals, origin = S.paste_window(
         parts, th, (hh, ww), (h + 3, w + 3), mode=mode, align_corners=ac, chunk_size=chunk
@@ -252,43 +195,6 @@ def test_paste_window_equals_slice_of_paste(seed, ac, mode, scale, chunk):
             got = canvas[20 : 20 + hh, 20 : 20 + ww]
             # exact where the window covers; everything outside the window is 0 in paste
             np.testing.assert_allclose(got, full[n, p], atol=1e-5)
-
-
-# ------------------------------------------------------------------ theta helpers
-@SETTINGS
-@given(seed=seeds)
-def test_invert_theta_round_trip(seed):
-    r = np.random.default_rng(seed)
-    th = r.uniform(-1, 1, (4, 2, 3)).astype(np.float64)
-    th[:, 0, 0] += 2.0
-    th[:, 1, 1] += 2.0
-    inv = np.asarray(S.invert_theta(th))
-    m = lambda t: np.concatenate([t, np.tile([[[0, 0, 1.0]]], (len(t), 1, 1))], 1)
-    np.testing.assert_allclose(m(inv) @ m(th), np.tile(np.eye(3), (4, 1, 1)), atol=1e-5)
-    np.testing.assert_allclose(np.asarray(S.invert_theta(inv)), th, atol=1e-5)
-
-
-@SETTINGS
-@given(seed=seeds, ac=st.booleans(), mode=st.sampled_from(S._MODES))
-def test_theta_to_frame_crop_of_padded_canvas(seed, ac, mode):
-    r = np.random.default_rng(seed)
-    hh, ww = 20, 22
-    sizes = np.array([[11, 14], [20, 9]])
-    origin = np.array([[4, 3], [0, 13]])
-    canvas = np.zeros((2, hh, ww, 2), np.float32)
-    imgs = [_img(seed + i, (*sizes[i], 2)) for i in range(2)]
-    th = _theta(seed + 5, 2, 3, scale=(0.3, 0.9))
-    th2 = np.asarray(S.theta_to_frame(th, origin, sizes, (hh, ww), ac))
-    for i in range(2):
-        (t, l), (a, b) = origin[i], sizes[i]
-        canvas[i, t : t + a, l : l + b] = imgs[i]
-    got = np.asarray(S.crop(canvas, th2, (5, 6), mode=mode, align_corners=ac, method="general"))
-    for i in range(2):
-        want = S.crop(imgs[i][None], th[i : i + 1], (5, 6), mode=mode, align_corners=ac, method="general")
-        np.testing.assert_allclose(got[i], want[0], atol=2e-5)
-    # traced per-example sizes work under jit
-    f = jax.jit(lambda t, o, s: S.theta_to_frame(t, o, s, (hh, ww), ac))
-    np.testing.assert_allclose(f(th, origin, sizes), th2, rtol=1e-5, atol=1e-6)
 
 
 # ---------------------------------------------------------------- errors and jit
@@ -321,13 +227,11 @@ def test_errors():
         S.grid_sample(x, grid[..., :1])
     with pytest.raises(ValueError, match="parts"):
         S.paste(x, th, (8, 8))
-    with pytest.raises(ValueError, match="convention"):
-        S.theta_from_centers(np.zeros((2,)), (3, 3), (8, 8), "torch")
 
 
 def test_jit_and_vmap():
-    x = _img(0, (2, 12, 12, 3))
-    th = _theta(1, 2, 6)
+    x = random_image(0, (2, 12, 12, 3))
+    th = random_theta(1, 2, 6)
     f = jax.jit(lambda x, t: S.crop(x, t, (5, 5), align_corners=True))
     np.testing.assert_allclose(f(x, th), S.crop(x, th, (5, 5), align_corners=True), atol=1e-6)
     g = jax.jit(lambda p, t: S.paste_window(p, t, (12, 12), (7, 7), align_corners=True))
@@ -344,10 +248,10 @@ def test_jit_and_vmap():
 
 def test_defaults_are_the_paper_convention():
     """crop / paste / paste_window default to align_corners=False (align_corners_for("paper"))."""
-    assert S.align_corners_for("paper") is False
-    x = _img(0, (2, 12, 12, 3))
-    th = _theta(1, 2, 3)
-    parts = _img(2, (2, 3, 5, 5, 3))
+    assert G.align_corners_for("paper") is False
+    x = random_image(0, (2, 12, 12, 3))
+    th = random_theta(1, 2, 3)
+    parts = random_image(2, (2, 3, 5, 5, 3))
     np.testing.assert_array_equal(S.crop(x, th, (5, 5)), S.crop(x, th, (5, 5), align_corners=False))
     np.testing.assert_array_equal(
         S.paste(parts, th, (12, 12)), S.paste(parts, th, (12, 12), align_corners=False)
@@ -359,25 +263,12 @@ def test_defaults_are_the_paper_convention():
         np.testing.assert_array_equal(a, b)
 
 
-def test_theta_from_centers_accepts_per_example_sizes():
-    centers = jnp.array([[[10.0, 20.0], [3.0, 4.0]], [[7.0, 9.0], [0.0, 1.0]]])
-    sizes = jnp.array([[40, 50], [33, 61]])
-    for convention in ("paper", "authors"):
-        batched = S.theta_from_centers(centers, (15, 15), sizes[:, None, :], convention)
-        for n in range(2):
-            one = S.theta_from_centers(centers[n], (15, 15), tuple(int(v) for v in sizes[n]),
-                                             convention)
-            np.testing.assert_allclose(np.asarray(batched[n]), np.asarray(one), rtol=1e-6)
-    with pytest.raises(ValueError, match="canvas_size"):
-        S.theta_from_centers(centers, (15, 15), jnp.zeros((2, 3)))
-
-
 @pytest.mark.parametrize("chunk_size", [S.DEFAULT_CHUNK_SIZE, 4, 1, 64, None])
 def test_separable_many_parts_and_theta_only_grad(chunk_size):
     """More parts than one chunk (padded last chunk); the theta-only gradient equals the
     theta part of the joint gradient; both the window path and the whole-face fallback."""
-    x = _img(11, (3, 16, 14, 2))
-    th = _theta(12, 3, 7, scale=(0.3, 0.6))
+    x = random_image(11, (3, 16, 14, 2))
+    th = random_theta(12, 3, 7, scale=(0.3, 0.6))
     for window in [None, (4, 4)]:  # (4, 4) is too small: the fallback is taken
         f = _loss("separable", "bilinear", True, (5, 4), window, chunk_size)
         g_img, g_th = jax.jit(jax.grad(f, (0, 1)))(x, th)

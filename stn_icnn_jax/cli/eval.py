@@ -49,27 +49,23 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     from stn_icnn_jax import evaluation
-    from stn_icnn_jax.weights import WeightsFileError
 
+    # EvaluationError / WeightsFileError: cli.main prints them as one line, exit status 1.
     data = evaluation.DataChoice(args.data, args.data_dir, args.builder_config)
     other_data = any(v is not None for v in (args.data, args.data_dir, args.builder_config))
-    try:
-        if args.table2:
-            if not args.workdir:
-                raise evaluation.EvaluationError("--table2 needs --workdir (the three rows "
-                                                 "come from one training run)")
-            result = evaluation.table2(args.workdir, args.split, data)
-            text = evaluation.format_table2(result)
-        elif args.workdir:
-            result = evaluation.evaluate_workdir(args.workdir, args.stage, args.split,
-                                                 args.crops, data)
-            text = evaluation.format_result(result)
-        else:
-            result = evaluation.evaluate_weights(args.weights, args.split, args.crops, data)
-            text = evaluation.format_result(result)
-    except (evaluation.EvaluationError, WeightsFileError) as exc:
-        print(f"error: {exc}", file=sys.stderr, flush=True)
-        return 1
+    if args.table2:
+        if not args.workdir:
+            raise evaluation.EvaluationError("--table2 needs --workdir (the three rows "
+                                             "come from one training run)")
+        result = evaluation.table2(args.workdir, args.split, data)
+        text = evaluation.format_table2(result)
+    elif args.workdir:
+        result = evaluation.evaluate_workdir(args.workdir, args.stage, args.split,
+                                             args.crops, data)
+        text = evaluation.format_result(result)
+    else:
+        result = evaluation.evaluate_weights(args.weights, args.split, args.crops, data)
+        text = evaluation.format_result(result)
     print(text, flush=True)
     out = args.out
     if out is None and args.workdir:

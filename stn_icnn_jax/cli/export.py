@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from stn_icnn_jax.train.stages import STAGE_NAMES
 
@@ -28,13 +27,9 @@ def add_export_parser(subparsers) -> argparse.ArgumentParser:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from stn_icnn_jax import weights
-    from stn_icnn_jax.evaluation import EvaluationError
 
-    try:
-        exported = weights.from_workdir(args.workdir, args.stage)
-    except EvaluationError as exc:
-        print(f"error: {exc}", file=sys.stderr, flush=True)
-        return 1
+    # EvaluationError (no such run or stage): cli.main prints it as one line, exit status 1.
+    exported = weights.from_workdir(args.workdir, args.stage)
     path = weights.save(args.out, exported.variables, exported.config, exported.record)
     stage = exported.record["stage"]
     record = exported.record["stages"][stage]

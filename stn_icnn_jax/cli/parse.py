@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from stn_icnn_jax.errors import UserError
+
 
 def add_parse_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
@@ -38,18 +40,13 @@ def add_parse_parser(subparsers) -> argparse.ArgumentParser:
 def _cmd_parse(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from stn_icnn_jax import weights as weights_lib
     from stn_icnn_jax.photo import api, outputs
 
     paths = outputs.collect_photos(args.inputs)
     if not paths:
-        print("error: no photos found in " + ", ".join(args.inputs), file=sys.stderr)
-        return 1
-    try:
-        parser = api.get_parser(args.weights, args.batch_size, args.max_side)
-    except (weights_lib.WeightsFileError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        raise UserError("no photos found in " + ", ".join(args.inputs))
+    # a missing or damaged weights file: cli.main prints the error as one line, exit 1
+    parser = api.get_parser(args.weights, args.batch_size, args.max_side)
     print(f"parsing {len(paths)} photo(s); the first one compiles the model "
           "(up to a minute on a CPU)", file=sys.stderr)
     failures = outputs.parse_files(

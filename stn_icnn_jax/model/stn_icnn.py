@@ -12,8 +12,8 @@ Frames and conventions (where the paper and the authors' code disagree, docs/aut
 
 - ``theta_frame="image"`` (default, the paper's eq. 21 with W the image width): L
   predicts theta relative to the unpadded image, and the pipeline converts it to the
-  canvas (``sampler.theta_to_frame``) with each example's size and offset; L never needs
-  to know how much padding there was. ``"canvas"`` (authors): L predicts canvas theta.
+  canvas (``theta_geometry.theta_to_frame``) with each example's size and offset; L
+  never needs to know how much padding there was. ``"canvas"`` (authors): L predicts canvas theta.
 - ``theta_convention="paper"`` (eq. 21: s = w̄/W, align_corners=False) or ``"authors"``
   (s = (w̄-1)/(W-1), align_corners=True). Both put an odd crop at an integer centre on
   the integer pixel grid.
@@ -31,7 +31,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from stn_icnn_jax import part_centers, sampler
+from stn_icnn_jax import part_centers, sampler, theta_geometry
 from stn_icnn_jax.taxonomy import NUM_CLASSES, PART_CLASSES
 from stn_icnn_jax.model.icnn import ICNN, ICNNConfig, PartModels
 from stn_icnn_jax.model.localizer import Localizer, LocalizerConfig, theta_from_params
@@ -85,7 +85,7 @@ class STNiCNNConfig:
 
     @property
     def align_corners(self) -> bool:
-        return sampler.align_corners_for(self.theta_convention)
+        return theta_geometry.align_corners_for(self.theta_convention)
 
     @classmethod
     def authors(cls, **overrides) -> "STNiCNNConfig":
@@ -156,7 +156,7 @@ def to_canvas_theta(theta: jax.Array, batch: dict, config: STNiCNNConfig) -> jax
     """theta in the configured frame -> theta on the canvas, (N, 6, 2, 3)."""
     if config.theta_frame == "canvas":
         return theta
-    return sampler.theta_to_frame(
+    return theta_geometry.theta_to_frame(
         theta, batch["image_origin"], batch["image_size"], canvas_shape(batch, config),
         config.align_corners,
     )
@@ -169,10 +169,10 @@ def theta_at_centers(centers: jax.Array, batch: dict, config: STNiCNNConfig) -> 
     crop = (config.crop_size, config.crop_size)
     if config.theta_frame == "image":
         size = jnp.asarray(batch["image_size"], jnp.float32)[:, None, :]
-        return sampler.theta_from_centers(centers, crop, size, config.theta_convention)
+        return theta_geometry.theta_from_centers(centers, crop, size, config.theta_convention)
     origin = jnp.asarray(batch["image_origin"], jnp.float32)[:, None, :]
-    return sampler.theta_from_centers(centers + origin, crop, canvas_shape(batch, config),
-                                      config.theta_convention)
+    return theta_geometry.theta_from_centers(centers + origin, crop,
+                                             canvas_shape(batch, config), config.theta_convention)
 
 
 def ground_truth_theta(batch: dict, config: STNiCNNConfig) -> jax.Array:
@@ -191,10 +191,10 @@ def mean_part_centers(batch: dict, config: STNiCNNConfig) -> jax.Array:
     theta = theta_from_params(jnp.asarray(config.localizer.init_params, jnp.float32))[None]
     if config.theta_frame == "image":
         size = jnp.asarray(batch["image_size"], jnp.float32)[:, None, :]
-        centers = sampler.centers_from_theta(theta, size, config.theta_convention)
+        centers = theta_geometry.centers_from_theta(theta, size, config.theta_convention)
     else:
         origin = jnp.asarray(batch["image_origin"], jnp.float32)[:, None, :]
-        centers = sampler.centers_from_theta(
+        centers = theta_geometry.centers_from_theta(
             theta, jnp.asarray(canvas_shape(batch, config), jnp.float32),
             config.theta_convention) - origin
     return jnp.floor(centers + 0.5)

@@ -125,3 +125,13 @@ def score(weights=None, out_dir: Path | None = None, max_side: int | None = None
             Path(out_dir).mkdir(parents=True, exist_ok=True)
             Image.fromarray(face_zoom(image, pred, label)).save(Path(out_dir) / f"{name}.parsed.png")
     return {**metrics.f1_scores(total), "per_photo": per_photo}
+
+
+def scores_document(scores: dict, weights_label: str) -> dict:
+    """:func:`score`'s result as written to ``scores.json``: ``{"weights", "pooled",
+    "per_photo"}``, strict JSON (an F1 of a class absent from every photo is null)."""
+    from stn_icnn_jax.train.metric_log import json_safe
+
+    pooled = {k: v for k, v in scores.items() if k != "per_photo"}
+    return json_safe({"weights": weights_label, "pooled": pooled,
+                      "per_photo": scores["per_photo"]})

@@ -191,16 +191,21 @@ class StageCheckpoints:
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
 
-    def restore(self, step: int, template: Any) -> tuple[Any, dict]:
+    def restore(self, step: int, template: Any, partial: bool = False) -> tuple[Any, dict]:
         """``(state, progress)`` of checkpoint ``step``; ``template`` gives the state's
-        structure (its values are not used), numpy leaves come back.
+        structure (its values are not used), numpy leaves come back. ``partial``: the
+        template holds only some of the state's leaves (:func:`unpack`).
 
         Raises:
           CheckpointUnreadable: the checkpoint's files are damaged or missing.
-          ValueError: it holds a different model's state.
+          ValueError: it holds a different model's state (the message names the
+            checkpoint).
         """
         packed, layout, progress = self._read_checked(step)
-        return unpack(packed, layout, template), progress
+        try:
+            return unpack(packed, layout, template, partial), progress
+        except ValueError as exc:
+            raise ValueError(f"{self.directory / str(step)}: {exc}") from None
 
     def read(self, step: int) -> tuple[dict[str, np.ndarray], dict]:
         """``({key path: array}, progress)`` of checkpoint ``step``, without a template."""
@@ -258,21 +263,16 @@ class StageCheckpoints:
                 "copy, or delete it to train this stage again")
         return None
 
-    def restore_best(self, template: Any, step: int | None) -> tuple[int, Any]:
+    def restore_best(self, template: Any, step: int | None,
+                     partial: bool = False) -> tuple[int, Any]:
         """``(step, state)`` of checkpoint ``step`` (the run's best) if it is readable,
         else of the best readable checkpoint by its saved validation score (reported
-        in one line, the unreadable ones moved aside).
+        in one line, the unreadable ones moved aside). ``template`` and ``partial`` as
+        in :meth:`restore`.
 
         Raises:
           NoReadableCheckpointError: no checkpoint with a validation score is readable.
         """
-        return self._best_readable(step, lambda s: self.restore(s, template)[0])
-
-    def read_best(self, step: int | None) -> tuple[int, dict[str, np.ndarray]]:
-        """:meth:`restore_best` without a template: ``(step, {key path: array})``."""
-        return self._best_readable(step, lambda s: self.read(s)[0])
-
-    def _best_readable(self, step: int | None, reader) -> tuple[int, Any]:
         tried = []
         while True:
             if step is None or step not in self.all_steps():
@@ -280,7 +280,7 @@ class StageCheckpoints:
             if step is None:
                 break
             try:
-                return step, reader(step)
+                return step, self.restore(step, template, partial)[0]
             except CheckpointUnreadable as bad:
                 tried.append(step)
                 self.set_aside(bad, "falling back to the best readable epoch-end checkpoint")
@@ -370,19 +370,31 @@ def _leaf(packed: dict[str, np.ndarray], leaf: dict) -> np.ndarray:
     return flat.reshape(leaf["shape"]).copy()
 
 
-def unpack(packed: dict[str, np.ndarray], layout: dict, template: Any) -> Any:
-    """The inverse of :func:`pack`, checked leaf by leaf against ``template``'s structure."""
+def unpack(packed: dict[str, np.ndarray], layout: dict, template: Any,
+           partial: bool = False) -> Any:
+    """The inverse of :func:`pack`: ``template``'s structure (arrays or
+    ``jax.ShapeDtypeStruct`` leaves; values unused) filled with the saved leaves of the
+    same key path, each checked for dtype and shape.
+
+    ``partial=False``: the template is the whole saved state (every saved leaf is used).
+    ``partial=True``: it holds some of the state's leaves, e.g. a ``TrainState`` whose
+    ``step`` and ``opt_state`` are None (the parameters and BatchNorm statistics alone:
+    no optimiser state need be built to read them).
+    """
+    saved = {leaf["path"]: leaf for leaf in layout["leaves"]}
     flat, treedef = jax.tree_util.tree_flatten_with_path(template)
-    saved = layout["leaves"]
-    if len(saved) != len(flat):
+    if not partial and len(saved) != len(flat):
         raise ValueError(f"checkpoint has {len(saved)} arrays, the model's state {len(flat)}; "
                          "was it written by a different model configuration?")
     leaves = []
-    for (path, x), leaf in zip(flat, saved):
+    for path, x in flat:
         want = (jax.tree_util.keystr(path), np.dtype(x.dtype).name, list(np.shape(x)))
-        got = (leaf["path"], leaf["dtype"], list(leaf["shape"]))
+        leaf = saved.get(want[0])
+        got = None if leaf is None else (leaf["path"], leaf["dtype"], list(leaf["shape"]))
         if want != got:
-            raise ValueError(f"checkpoint array {got} does not match the model's {want}; "
-                             "was it written by a different model configuration?")
+            raise ValueError(
+                f"the model's array {want} is " + ("not in the checkpoint" if got is None else
+                                                   f"saved as {got}")
+                + "; was it written by a different model configuration?")
         leaves.append(_leaf(packed, leaf))
     return jax.tree_util.tree_unflatten(treedef, leaves)

@@ -38,6 +38,7 @@ from stn_icnn_jax.train import checkpoints, distributed, evaluate, loop, preempt
 from stn_icnn_jax.train.workdir_lock import WorkdirLock
 from stn_icnn_jax.train.metric_log import MetricLog, json_safe
 from stn_icnn_jax.train.stages import STAGE_NAMES, get as get_stage
+from stn_icnn_jax.train.step import TrainState
 
 
 def mean_theta_params(source: Any, config: ml_collections.ConfigDict,
@@ -93,42 +94,35 @@ def restore_stage(stage_name: str, config: ml_collections.ConfigDict, variables:
     ``best_step``, ``latest_step``, ``selection``: the best validation score, overall F1
     or minus the theta loss); ``(variables, None)`` if it left no checkpoint.
 
-    Reads only the parameters and BatchNorm statistics of the checkpoint (no optimiser
-    state is built), checked leaf by leaf against ``variables``' structure (arrays, or
-    ``jax.ShapeDtypeStruct``s: every checkpoint holds all three networks). ``sources``
-    is unused (kept for the callers' symmetry with training)."""
+    Reads only the parameters and BatchNorm statistics of the checkpoint (a partial
+    ``TrainState`` template: no optimiser state is built), checked leaf by leaf against
+    ``variables``' structure (arrays, or ``jax.ShapeDtypeStruct``s: every checkpoint
+    holds all three networks). ``sources`` is unused (kept for the callers' symmetry
+    with training)."""
     del sources
     directory = workdir / stage_name / "checkpoints"
     if not directory.is_dir():
         return variables, None
+    template = TrainState(step=None, params=variables["params"],
+                          batch_stats=variables["batch_stats"], opt_state=None)
     ckpt = checkpoints.StageCheckpoints(directory, keep=config.train.keep_checkpoints)
     try:
         latest = ckpt.latest_step()
         if latest is None:
             return variables, None
         progress = _newest_progress(ckpt)
-        best = progress["best_step"] if progress["best_step"] is not None else latest
         if progress["best_step"] is None:
-            leaves, _ = ckpt.read(best)
+            state, _ = ckpt.restore(latest, template, partial=True)
         else:  # a damaged best checkpoint falls back to the best readable one
-            best, leaves = ckpt.read_best(best)
+            _, state = ckpt.restore_best(template, progress["best_step"], partial=True)
     finally:
         ckpt.close()
-    template = {"params": variables["params"], "batch_stats": variables["batch_stats"]}
-    flat, treedef = jax.tree_util.tree_flatten_with_path(template)
-    restored = []
-    for path, x in flat:
-        key = "." + jax.tree_util.keystr(path)[2:].replace("']", "", 1)
-        if key not in leaves or leaves[key].shape != tuple(x.shape):
-            raise ValueError(f"{directory / str(best)}: no array {key} of shape {tuple(x.shape)}; "
-                             "was it written by a different model configuration?")
-        restored.append(leaves[key])
     epochs = build.stage_config(config, stage_name).epochs
     record = {"stage": stage_name, "finished": int(progress["epoch"]) >= epochs,
               "epochs_done": int(progress["epoch"]), "epochs": int(epochs),
               "best_step": progress["best_step"], "latest_step": int(latest),
               "selection": progress["best_selection"]}
-    restored = jax.tree_util.tree_unflatten(treedef, restored)
+    restored = {"params": state.params, "batch_stats": state.batch_stats}
     return jax.device_put(restored, distributed.replicated(mesh)), record
 
 

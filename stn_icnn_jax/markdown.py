@@ -1,0 +1,30 @@
+"""Markdown tables and report files, as the benchmark and experiment scripts write them.
+
+:func:`table` gives the lines of a pipe table (a header row, a ``|---|`` rule, one line
+per row; every cell is ``str()``-ed, so callers format numbers themselves), :func:`write`
+puts a report's lines into a file (parent folders created) and returns its text.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, Sequence
+
+
+def row(cells: Sequence) -> str:
+    """One table line: ``| a | b |``."""
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def table(header: Sequence[str], rows: Iterable[Sequence]) -> list[str]:
+    """The lines of a table with ``header``'s columns and one line per row of ``rows``."""
+    return [row(header), "|" + "---|" * len(header), *(row(r) for r in rows)]
+
+
+def write(path: str | Path, lines: Iterable[str]) -> str:
+    """Writes ``lines`` joined by newlines to ``path`` (creating its folder); returns the text."""
+    text = "\n".join(lines)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return text
