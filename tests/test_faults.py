@@ -27,6 +27,7 @@ import jax
 import numpy as np
 import pytest
 
+import dataset_damage
 import training_helpers
 from stn_icnn_jax import cli
 from stn_icnn_jax.config import load_config
@@ -423,14 +424,6 @@ def test_write_error_during_save_stops_and_keeps_previous_checkpoint(config_file
 # --------------------------------------------------------------------------- one run per workdir
 
 
-@pytest.fixture
-def live_pid():
-    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
-    yield process.pid
-    process.kill()
-    process.wait()
-
-
 def _write_lock(workdir: Path, host: str, pid: int, age: float = 0.0) -> Path:
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / workdir_lock.LOCK_NAME
@@ -562,11 +555,7 @@ def test_console_script_error_is_one_line_with_exit_status():
 
 @pytest.fixture(scope="module")
 def tiny_dataset(tmp_path_factory) -> Path:
-    from stn_icnn_jax.data.build import build_dataset
-
-    data_dir = tmp_path_factory.mktemp("tfds")
-    build_dataset("synthetic_faces", data_dir=data_dir, config="tiny", show_progress=False)
-    return data_dir
+    return dataset_damage.build_tiny(tmp_path_factory.mktemp("tfds"))
 
 
 @pytest.mark.slow
@@ -575,14 +564,12 @@ def test_damaged_array_record_file_is_named_with_rebuild_command(how, tiny_datas
                                                                  tmp_path, capsys):
     data_dir = tmp_path / "tfds"
     shutil.copytree(tiny_dataset, data_dir)
-    (path,) = data_dir.glob("synthetic_faces/tiny/*/synthetic_faces-train.array_record-*")
+    path = dataset_damage.shard(data_dir, "train")
     if how == "truncated":
         os.truncate(path, path.stat().st_size * 2 // 3)
     else:
         path.unlink()
-    argv = train_argv(config_file, tmp_path / "work", "--config.data.source=tfds",
-                      "--config.data.name=synthetic_faces", "--config.data.builder_config=tiny",
-                      f"--config.data.data_dir={data_dir}")
+    argv = train_argv(config_file, tmp_path / "work", *dataset_damage.tfds_overrides(data_dir))
     assert cli.main(argv) == 1
     line = one_error_line(capsys.readouterr().err)
     assert line.startswith(f"error: {path}: {'missing' if how == 'missing' else 'cannot be opened'}")
@@ -591,42 +578,9 @@ def test_damaged_array_record_file_is_named_with_rebuild_command(how, tiny_datas
     # the intact copy loads
     from stn_icnn_jax.data.sources import load_sources
 
-    config = load_config(config_file, ["--config.data.source=tfds",
-                                       "--config.data.name=synthetic_faces",
-                                       "--config.data.builder_config=tiny",
-                                       f"--config.data.data_dir={tiny_dataset}"])
+    config = load_config(config_file, dataset_damage.tfds_overrides(tiny_dataset))
     assert {k: len(v) for k, v in load_sources(config).items()} == {
         "train": 16, "validation": 4, "test": 4}
-
-
-def _tfds_overrides(data_dir: Path) -> list[str]:
-    # a canvas the tiny set's faces (up to ~530 px) fit, so that reading a record, not
-    # laying it out, is what fails
-    return ["--config.data.source=tfds", "--config.data.name=synthetic_faces",
-            "--config.data.builder_config=tiny", f"--config.data.data_dir={data_dir}",
-            "--config.data.canvas_size=1024"]
-
-
-def _shard(data_dir: Path, split: str) -> Path:
-    (path,) = data_dir.glob(f"synthetic_faces/tiny/*/synthetic_faces-{split}.array_record-*")
-    return path
-
-
-def _unreadable_records(path: Path) -> list[int]:
-    """The records ArrayRecord's own reader fails on, one by one."""
-    from array_record.python import array_record_module
-
-    reader = array_record_module.ArrayRecordReader(str(path))
-    try:
-        bad = []
-        for i in range(reader.num_records()):
-            try:
-                reader.read([i])
-            except Exception:  # noqa: BLE001
-                bad.append(i)
-        return bad
-    finally:
-        reader.close()
 
 
 def test_bytes_overwritten_mid_file_are_named_with_rebuild_command(tiny_dataset, config_file,
@@ -635,15 +589,15 @@ def test_bytes_overwritten_mid_file_are_named_with_rebuild_command(tiny_dataset,
     overwritten record fails when training reads it."""
     data_dir = tmp_path / "tfds"
     shutil.copytree(tiny_dataset, data_dir)
-    path = _shard(data_dir, "train")
+    path = dataset_damage.shard(data_dir, "train")
     size = path.stat().st_size
     with path.open("r+b") as f:
         f.seek(size // 2)
         f.write(bytes(4096))
     assert path.stat().st_size == size
-    bad = _unreadable_records(path)
+    bad = dataset_damage.unreadable_records(path)
     assert bad and len(bad) < 16, bad  # one chunk of the middle, not the whole file
-    argv = train_argv(config_file, tmp_path / "work", *_tfds_overrides(data_dir))
+    argv = train_argv(config_file, tmp_path / "work", *dataset_damage.tfds_overrides(data_dir))
     assert cli.main(argv) == 1
     line = one_error_line(capsys.readouterr().err)
     # the first record read (in order, for the localiser's initial boxes) that fails
@@ -651,25 +605,6 @@ def test_bytes_overwritten_mid_file_are_named_with_rebuild_command(tiny_dataset,
                            "Corrupted Riegeli/records file: chunk data hash mismatch"), line
     assert line.endswith(f"rebuild the dataset with `stn-icnn data build synthetic_faces "
                          f"--config tiny --data_dir {data_dir} --overwrite`")
-
-
-def _rewrite_with_bad_image(path: Path, record: int) -> None:
-    """Rewrites an ArrayRecord file (same writer options) with the zlib-compressed image
-    of ``record`` cut in half: every chunk hash is right, the record does not decode."""
-    from array_record.python import array_record_module
-    from tensorflow_datasets.proto import tf_example_pb2
-
-    reader = array_record_module.ArrayRecordReader(str(path))
-    options, records = reader.writer_options_string(), reader.read_all()
-    reader.close()
-    example = tf_example_pb2.Example.FromString(records[record])
-    image = example.features.feature["image/value"].bytes_list.value
-    image[0] = image[0][: len(image[0]) // 2]
-    records[record] = example.SerializeToString()
-    writer = array_record_module.ArrayRecordWriter(str(path), options)
-    for r in records:
-        writer.write(r)
-    writer.close()
 
 
 def test_record_that_does_not_decode_is_named_with_rebuild_command(tiny_dataset, config_file,
@@ -680,10 +615,10 @@ def test_record_that_does_not_decode_is_named_with_rebuild_command(tiny_dataset,
 
     data_dir = tmp_path / "tfds"
     shutil.copytree(tiny_dataset, data_dir)
-    path = _shard(data_dir, "test")
-    _rewrite_with_bad_image(path, 1)
-    assert _unreadable_records(path) == []  # the file itself is sound
-    config = load_config(config_file, _tfds_overrides(data_dir))
+    path = dataset_damage.shard(data_dir, "test")
+    dataset_damage.rewrite_with_bad_image(path, 1)
+    assert dataset_damage.unreadable_records(path) == []  # the file itself is sound
+    config = load_config(config_file, dataset_damage.tfds_overrides(data_dir))
     rebuild = (f"; rebuild the dataset with `stn-icnn data build synthetic_faces --config tiny "
                f"--data_dir {data_dir} --overwrite`")
     for test in (load_sources(config)["test"], evaluation.split_source(config, "test")):

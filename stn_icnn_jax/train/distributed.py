@@ -5,7 +5,10 @@ are split along it (``NamedSharding(mesh, P("data"))``), parameters and optimise
 state are replicated (``P()``). XLA inserts the gradient all-reduce; BatchNorm
 statistics are computed over the global batch because the step is written for the
 global batch. The same code runs on one CPU, many GPUs or a TPU slice, and on several
-hosts after :func:`initialize` (each host feeds its own shard of the data).
+hosts after :func:`initialize` (each host feeds its own shard of the data). Several
+processes stay in step: :func:`connect_collectives` at start-up, and a failure of one
+process (its checks, a damaged record of its shard) stops all of them
+(:func:`raise_if_any_failed`, :func:`next_on_all_processes`).
 
 :func:`compile_train_step` jits a stage's step for a mesh in one of two ways:
 
@@ -21,7 +24,7 @@ hosts after :func:`initialize` (each host feeds its own shard of the data).
 from __future__ import annotations
 
 import os
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import jax
 import numpy as np
@@ -88,6 +91,44 @@ def raise_if_any_failed(error: Exception | None) -> None:
     text = bytes(messages[first, : header[first, 1]]).decode("utf-8", "replace")
     raise OtherProcessFailed(f"process {first} stopped the run: {text}",
                              int(header[first, 2]))
+
+
+def next_on_all_processes(iterator: Iterator) -> Any:
+    """``next(iterator, None)`` with one outcome on every process (a collective).
+
+    Each process reads its own shard of the data, so a read can fail on one process only
+    (a damaged record): then every process raises (:func:`raise_if_any_failed`), instead
+    of the others waiting for the failed one in the next step's collective. One process:
+    plain ``next(iterator, None)``.
+    """
+    try:
+        item, failure = next(iterator, None), None
+    except Exception as exc:  # noqa: BLE001 - every process must hear of it
+        item, failure = None, exc
+    raise_if_any_failed(failure)
+    return item
+
+
+def connect_collectives(mesh: Mesh) -> None:
+    """Connects the processes for the collectives of a run while they are in step.
+
+    On CPU, XLA's collectives (gloo) connect a group of devices at its first collective
+    and fail (``Gloo context initialization failed ... timed out``) when another process
+    arrives more than 30 seconds later; once connected, a collective waits up to 30
+    minutes. Processes reach their first training step minutes apart when a compile or a
+    checkpoint restore is slower on one host, so every process calls this at the same
+    point of its start-up: one all-reduce over ``mesh`` (the group of the training step)
+    and one :func:`~jax.experimental.multihost_utils.process_allgather` (the group of the
+    sums over processes). One process: nothing to do.
+    """
+    if jax.process_count() == 1:
+        return
+    sharding = batch_sharded(mesh)
+    ones = np.ones(len(sharding.addressable_devices), np.int32)
+    total = jax.jit(lambda x: x.sum(), out_shardings=replicated(mesh))(
+        jax.make_array_from_process_local_data(sharding, ones))
+    jax.block_until_ready(total)
+    multihost_utils.process_allgather(np.ones(1, np.int32))  # returns numpy: done
 
 
 def make_mesh(num_devices: int | None = None) -> Mesh:

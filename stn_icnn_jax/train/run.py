@@ -181,6 +181,7 @@ def stage_plan(config: ml_collections.ConfigDict,
 def _train_and_test(config, workdir: Path, plan, trained, show_progress: bool):
     """The stages of ``plan``, then the test split: ``(test summary, final stage, start)``."""
     mesh = distributed.make_mesh(config.train.num_devices or None)
+    distributed.connect_collectives(mesh)  # while the processes are in step
     started = time.time()
     sources = load_sources(config, show_progress)
     model, variables = initial_variables(config, sources, mesh)
