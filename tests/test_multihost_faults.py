@@ -35,8 +35,7 @@ def _train_args(config_file, workdir, *extra: str) -> list[str]:
 
 
 def _stopped_together(results, code: int) -> tuple[str, str]:
-    """Both processes exited with ``code`` and one error line each, process 0's saying
-    that process 1 stopped the run, or the other way round; -> the two lines."""
+    """Both processes exited with ``code`` and one error line each; -> the two lines."""
     assert [c for c, _, _ in results] == [code] * multihost_helpers.PROCESSES, results
     return tuple(multihost_helpers.error_line(err) for _, _, err in results)
 
