@@ -7,8 +7,10 @@ the worker stops right after checkpoint K is saved: it touches ``--marker`` and 
 until the parent SIGKILLs it (every process is then at the same, known point, so the
 kill is deterministic). With ``--pause-after-checkpoint K`` it touches ``--marker``
 after checkpoint K and waits for the file ``--go`` (the parent sends SIGTERM to one
-process first); a preempted run prints ``PREEMPTED message`` and exits 75. Prints
-``RESULT {json}`` when the run finishes.
+process first); a preempted run prints ``PREEMPTED message`` and exits 75. With
+``--late-process I --late-seconds S`` process I starts training S seconds after the
+others (as when restoring a checkpoint is slower on one host). Prints ``RESULT {json}``
+when the run finishes.
 """
 
 from __future__ import annotations
@@ -43,12 +45,23 @@ def main(argv=None) -> None:
     parser.add_argument("--pause-after-checkpoint", type=int,
                         help="after this checkpoint touch --marker and wait for --go")
     parser.add_argument("--go", help="file whose appearance ends the pause")
+    parser.add_argument("--late-process", type=int, help="this process starts training late")
+    parser.add_argument("--late-seconds", type=float, default=0.0)
     args = parser.parse_args(argv)
 
     import jax
 
-    from stn_icnn_jax.train import checkpoints, distributed
+    from stn_icnn_jax.train import checkpoints, distributed, loop
     from stn_icnn_jax.train import run as runner
+
+    if args.late_process == args.process_id:
+        train_stage = loop.train_stage
+
+        def train_stage_late(*a, **k):
+            time.sleep(args.late_seconds)
+            return train_stage(*a, **k)
+
+        loop.train_stage = train_stage_late
 
     if args.stop_after_checkpoint is not None:
         save = checkpoints.StageCheckpoints.save

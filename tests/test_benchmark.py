@@ -69,6 +69,10 @@ def test_bench_parse_json(capsys):
         assert out[half]["median_s"] > 0 and out[half]["compile_s"] > 0
 
 
-def test_bench_refuses_a_typo_in_an_override(capsys):
+def test_bench_usage_errors_are_one_line(capsys):
     assert cli.main(["bench", "train", "--stage", "rough", "--config.model.nope=1"]) == 2
-    assert "nope" in capsys.readouterr().err
+    assert capsys.readouterr().err == ("error: --config.model.nope: no field 'nope' in the "
+                                       "config (typo?)\n")
+    assert cli.main(["bench", "parse", "--batch", "0"]) == 2
+    assert capsys.readouterr().err == ("error: stn-icnn bench: --batch and --reps must be >= 1, "
+                                       "--warmup >= 0\n")

@@ -1,6 +1,7 @@
 """Faults of real hosts, injected: SIGTERM / SIGINT mid-epoch, damaged checkpoints, a
 second run on a work directory in use, a disk that fills during a save, a damaged
-dataset file, and every kind of CLI error (one line, exit 2 / 1 / 75).
+dataset file (truncated, missing, overwritten mid-file, a record that does not decode),
+and every kind of CLI error (one line, exit 2 / 1 / 75).
 
 Each training test runs the tiny ``rough`` stage (8 faces, batch 4: 4 steps per epoch,
 2 epochs, a checkpoint every step) and compares the final state bitwise with one
@@ -26,6 +27,7 @@ import jax
 import numpy as np
 import pytest
 
+import dataset_damage
 import training_helpers
 from stn_icnn_jax import cli
 from stn_icnn_jax.config import load_config
@@ -422,14 +424,6 @@ def test_write_error_during_save_stops_and_keeps_previous_checkpoint(config_file
 # --------------------------------------------------------------------------- one run per workdir
 
 
-@pytest.fixture
-def live_pid():
-    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
-    yield process.pid
-    process.kill()
-    process.wait()
-
-
 def _write_lock(workdir: Path, host: str, pid: int, age: float = 0.0) -> Path:
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / workdir_lock.LOCK_NAME
@@ -561,11 +555,7 @@ def test_console_script_error_is_one_line_with_exit_status():
 
 @pytest.fixture(scope="module")
 def tiny_dataset(tmp_path_factory) -> Path:
-    from stn_icnn_jax.data.build import build_dataset
-
-    data_dir = tmp_path_factory.mktemp("tfds")
-    build_dataset("synthetic_faces", data_dir=data_dir, config="tiny", show_progress=False)
-    return data_dir
+    return dataset_damage.build_tiny(tmp_path_factory.mktemp("tfds"))
 
 
 @pytest.mark.slow
@@ -574,14 +564,12 @@ def test_damaged_array_record_file_is_named_with_rebuild_command(how, tiny_datas
                                                                  tmp_path, capsys):
     data_dir = tmp_path / "tfds"
     shutil.copytree(tiny_dataset, data_dir)
-    (path,) = data_dir.glob("synthetic_faces/tiny/*/synthetic_faces-train.array_record-*")
+    path = dataset_damage.shard(data_dir, "train")
     if how == "truncated":
         os.truncate(path, path.stat().st_size * 2 // 3)
     else:
         path.unlink()
-    argv = train_argv(config_file, tmp_path / "work", "--config.data.source=tfds",
-                      "--config.data.name=synthetic_faces", "--config.data.builder_config=tiny",
-                      f"--config.data.data_dir={data_dir}")
+    argv = train_argv(config_file, tmp_path / "work", *dataset_damage.tfds_overrides(data_dir))
     assert cli.main(argv) == 1
     line = one_error_line(capsys.readouterr().err)
     assert line.startswith(f"error: {path}: {'missing' if how == 'missing' else 'cannot be opened'}")
@@ -590,12 +578,66 @@ def test_damaged_array_record_file_is_named_with_rebuild_command(how, tiny_datas
     # the intact copy loads
     from stn_icnn_jax.data.sources import load_sources
 
-    config = load_config(config_file, ["--config.data.source=tfds",
-                                       "--config.data.name=synthetic_faces",
-                                       "--config.data.builder_config=tiny",
-                                       f"--config.data.data_dir={tiny_dataset}"])
+    config = load_config(config_file, dataset_damage.tfds_overrides(tiny_dataset))
     assert {k: len(v) for k, v in load_sources(config).items()} == {
         "train": 16, "validation": 4, "test": 4}
+
+
+def test_bytes_overwritten_mid_file_are_named_with_rebuild_command(tiny_dataset, config_file,
+                                                                   tmp_path, capsys):
+    """Same length, so the record count at opening is right; the chunk hash of the
+    overwritten record fails when training reads it."""
+    data_dir = tmp_path / "tfds"
+    shutil.copytree(tiny_dataset, data_dir)
+    path = dataset_damage.shard(data_dir, "train")
+    size = path.stat().st_size
+    with path.open("r+b") as f:
+        f.seek(size // 2)
+        f.write(bytes(4096))
+    assert path.stat().st_size == size
+    bad = dataset_damage.unreadable_records(path)
+    assert bad and len(bad) < 16, bad  # one chunk of the middle, not the whole file
+    argv = train_argv(config_file, tmp_path / "work", *dataset_damage.tfds_overrides(data_dir))
+    assert cli.main(argv) == 1
+    line = one_error_line(capsys.readouterr().err)
+    # the first record read (in order, for the localiser's initial boxes) that fails
+    assert line.startswith(f"error: {path}: record {bad[0]} cannot be read (RuntimeError: "
+                           "Corrupted Riegeli/records file: chunk data hash mismatch"), line
+    assert line.endswith(f"rebuild the dataset with `stn-icnn data build synthetic_faces "
+                         f"--config tiny --data_dir {data_dir} --overwrite`")
+
+
+def test_record_that_does_not_decode_is_named_with_rebuild_command(tiny_dataset, config_file,
+                                                                  tmp_path):
+    from stn_icnn_jax import evaluation
+    from stn_icnn_jax.data import input_pipeline
+    from stn_icnn_jax.data.sources import DamagedDatasetError, load_sources
+
+    data_dir = tmp_path / "tfds"
+    shutil.copytree(tiny_dataset, data_dir)
+    path = dataset_damage.shard(data_dir, "test")
+    dataset_damage.rewrite_with_bad_image(path, 1)
+    assert dataset_damage.unreadable_records(path) == []  # the file itself is sound
+    config = load_config(config_file, dataset_damage.tfds_overrides(data_dir))
+    rebuild = (f"; rebuild the dataset with `stn-icnn data build synthetic_faces --config tiny "
+               f"--data_dir {data_dir} --overwrite`")
+    for test in (load_sources(config)["test"], evaluation.split_source(config, "test")):
+        assert len(test) == 4
+        intact = test[0]  # the other records read
+        assert intact["image"].shape == tuple(intact["image"].shape[:2]) + (3,)
+        for read in (lambda: test[1], lambda: test.__getitems__([0, 1]), lambda: list(test)):
+            with pytest.raises(DamagedDatasetError) as error:
+                read()
+            message = str(error.value)
+            assert message.startswith(f"{path}: record 1 cannot be read ("), message
+            assert message.endswith(rebuild) and "\n" not in message
+    # and through the input pipeline
+    loader = input_pipeline.make_loader(
+        test, ("rough_image",),
+        input_pipeline.InputConfig(rough_size=8, canvas_size=1024, batch_size=2, augment=None,
+                                   shuffle=False))
+    with pytest.raises(DamagedDatasetError, match="record 1 cannot be read"):
+        list(loader)
 
 
 def test_checksum_catches_changed_values():

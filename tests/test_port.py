@@ -8,6 +8,7 @@ own state dicts (strict load_state_dict)."""
 
 from __future__ import annotations
 
+import sys
 
 import jax
 import numpy as np
@@ -287,13 +288,31 @@ def test_cli_both_ways_and_one_line_errors(ported, capsys):
     assert code == 0, err
     assert "ported model1 -> rough" in stdout
     assert_trees_bitwise_equal(weights.load(tmp / "cli.stnw").variables, w.variables)
+    # errors: one line `error: ...`, exit status 1 for a file that cannot be ported, 2
+    # for a wrong command line
     torch.save({"model2": container["model2"]}, tmp / "part.pth")
     code, _, err = run_cli(capsys, "--from", str(tmp / "part.pth"), "--out", str(tmp / "part.stnw"))
-    assert code == 2 and len(err.strip().splitlines()) == 1
-    assert err.startswith("stn-icnn port-weights: error: ")
-    assert "part.pth" in err and "--allow-partial" in err
+    assert code == 1 and len(err.strip().splitlines()) == 1, err
+    assert err.startswith(f"error: {tmp / 'part.pth'}: holds only ") and "--allow-partial" in err
     code, _, err = run_cli(capsys, "--from", str(tmp / "missing.pth"), "--out", str(tmp / "x.stnw"))
-    assert code == 2 and err.strip().endswith("missing.pth: no such checkpoint file")
+    assert (code, err) == (1, f"error: {tmp / 'missing.pth'}: no such checkpoint file\n")
     code, _, err = run_cli(capsys, "--from", str(tmp / "ported.stnw"), "--out", str(tmp / "y.pth"),
                            "--to-torch", "--allow-partial")
-    assert code == 2 and "--to-torch takes the config from the weights file" in err
+    assert (code, err) == (2, "error: --to-torch takes the config from the weights file; "
+                              "--config, overrides and --allow-partial do not apply\n")
+    code, _, err = run_cli(capsys, "--from", str(tmp / "part.pth"), "--out", str(tmp / "x.stnw"),
+                           "--config", str(tmp / "nope.py"))
+    assert (code, err) == (2, f"error: config file {tmp / 'nope.py'} does not exist\n")
+    code, _, err = run_cli(capsys, "--from", str(tmp / "part.pth"), "--out", str(tmp / "x.stnw"),
+                           "--config.model.nope=1")
+    assert (code, err) == (2, "error: --config.model.nope: no field 'nope' in the config (typo?)\n")
+    assert not (tmp / "x.stnw").exists()
+
+
+def test_cli_without_torch_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` fails as if absent
+    (tmp_path / "their.pth").write_bytes(b"not read")
+    code, _, err = run_cli(capsys, "--from", str(tmp_path / "their.pth"), "--out",
+                           str(tmp_path / "x.stnw"))
+    assert (code, err) == (1, "error: stn-icnn port-weights needs torch: pip install "
+                              "'stn-icnn-jax[torch]'\n")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
+from stn_icnn_jax.cli.main import config_errors_are_usage_errors
+from stn_icnn_jax.errors import UsageError
 from stn_icnn_jax.train.stages import STAGE_NAMES
 
 
@@ -49,14 +50,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if args.compilation_cache:
         jax.config.update("jax_compilation_cache_dir", args.compilation_cache)
     if args.batch < 1 or args.reps < 1 or args.warmup < 0:
-        print("stn-icnn bench: error: --batch and --reps must be >= 1, --warmup >= 0",
-              file=sys.stderr)
-        return 2
-    try:
+        raise UsageError("stn-icnn bench: --batch and --reps must be >= 1, --warmup >= 0")
+    with config_errors_are_usage_errors():
         config = benchmark.bench_config(args.preset, args.canvas, args.overrides)
-    except (KeyError, ValueError) as exc:
-        print(f"stn-icnn bench: error: {exc}", file=sys.stderr)
-        return 2
     if args.bench_command == "train":
         result = benchmark.train_step_benchmark(args.stage, args.preset, args.batch,
                                                 reps=args.reps, warmup=args.warmup,

@@ -23,6 +23,7 @@ prints the traceback as well.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shlex
 import sys
 import traceback
@@ -42,6 +43,18 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         raise UsageError(f"{self.prog}: {message} (see '{self.prog} --help')")
+
+
+@contextlib.contextmanager
+def config_errors_are_usage_errors():
+    """Inside it, a config file or ``--config.a.b=value`` override that cannot be loaded
+    or applied (``OSError``, ``KeyError``, ``ValueError``, ``SyntaxError``) is a
+    :class:`UsageError` with the same message (exit status 2)."""
+    try:
+        yield
+    except (OSError, KeyError, ValueError, SyntaxError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        raise UsageError(message) from exc
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
+
+from stn_icnn_jax.cli.main import config_errors_are_usage_errors
+from stn_icnn_jax.errors import UsageError, UserError
 
 
 def add_port_parser(subparsers) -> argparse.ArgumentParser:
@@ -36,36 +38,38 @@ def add_port_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def _cmd_port(args: argparse.Namespace) -> int:
-    from stn_icnn_jax import port, weights
+    """Errors go to ``cli.main``: a wrong combination of arguments is a usage error, a
+    file that cannot be ported (missing, not the authors' container, partial without
+    ``--allow-partial``) or a missing torch a failure, each one line."""
+    try:
+        return _port(args)
+    except ModuleNotFoundError as exc:
+        if exc.name != "torch":
+            raise
+        raise UserError("stn-icnn port-weights needs torch: pip install "
+                        "'stn-icnn-jax[torch]'") from exc
+
+
+def _port(args: argparse.Namespace) -> int:
+    from stn_icnn_jax import port
     from stn_icnn_jax.config import build
 
-    try:
-        if args.to_torch:
-            if args.config or args.overrides or args.allow_partial:
-                raise ValueError("--to-torch takes the config from the weights file; "
-                                 "--config, overrides and --allow-partial do not apply")
-            path = port.export_weights(args.source, args.out)
-            print(f"wrote {path} (the authors' container: model1, model2, select_net)")
-            return 0
-        config = None
+    if args.to_torch:
+        if args.config or args.overrides or args.allow_partial:
+            raise UsageError("--to-torch takes the config from the weights file; "
+                             "--config, overrides and --allow-partial do not apply")
+        path = port.export_weights(args.source, args.out)
+        print(f"wrote {path} (the authors' container: model1, model2, select_net)")
+        return 0
+    config = None
+    with config_errors_are_usage_errors():
         if args.config:
             config = build.load_config(args.config, args.overrides)
         elif args.overrides:
             config = port.authors_config()
             for key, raw in build._pairs(args.overrides):
                 build.apply_override(config, key, raw)
-        path, record = port.port_checkpoint(args.source, args.out, config,
-                                            allow_partial=args.allow_partial, seed=args.seed)
-        print(f"wrote {path}: {port.describe(record)}")
-        return 0
-    except ModuleNotFoundError as exc:
-        if exc.name == "torch":
-            print("stn-icnn port-weights: error: needs torch (pip install 'stn-icnn-jax[torch]')",
-                  file=sys.stderr)
-            return 2
-        raise
-    except (port.PortError, weights.WeightsFileError, ValueError, KeyError,
-            FileNotFoundError) as exc:
-        message = " ".join(str(exc).split())
-        print(f"stn-icnn port-weights: error: {message}", file=sys.stderr)
-        return 2
+    path, record = port.port_checkpoint(args.source, args.out, config,
+                                        allow_partial=args.allow_partial, seed=args.seed)
+    print(f"wrote {path}: {port.describe(record)}")
+    return 0

@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from stn_icnn_jax.errors import UsageError
+from stn_icnn_jax.cli.main import config_errors_are_usage_errors
 from stn_icnn_jax.train.stages import STAGE_NAMES
 
 
@@ -60,11 +60,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from stn_icnn_jax.config import load_config
     from stn_icnn_jax.train import distributed, run
 
-    try:  # config errors before jax starts
+    with config_errors_are_usage_errors():  # before jax starts
         config = load_config(args.config, args.overrides)
-    except (OSError, KeyError, ValueError, SyntaxError) as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-        raise UsageError(message) from exc
     cache = compilation_cache_dir(args.compilation_cache, args.no_compilation_cache)
     jax.config.update("jax_compilation_cache_dir", cache)
     distributed.initialize(args.coordinator, args.num_processes, args.process_id)

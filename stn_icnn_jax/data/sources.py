@@ -3,16 +3,20 @@
 ``config.data.source``: ``"tfds"`` reads a built TFDS dataset (the synthetic set is built
 on first use; a real dataset must be built first with ``stn-icnn data build``), or
 ``"synthetic_in_memory"`` generates a few synthetic faces in memory (tests, smoke runs).
-Every ArrayRecord file of a built dataset is checked when it is opened: a missing or
-damaged one is :class:`DamagedDatasetError`, naming the file and the command that
-rebuilds the dataset.
+Every ArrayRecord file of a built dataset is checked when it is opened (it exists, and
+its index lists the records the dataset's metadata does), and every record when it is
+read (ArrayRecord's chunks carry hashes, so bytes overwritten in the middle of a file
+fail there, and a record that does not decode fails in TFDS's decoder): a missing or
+damaged file is :class:`DamagedDatasetError`, naming the file (and record) and the
+command that rebuilds the dataset.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import operator
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import jax
 import ml_collections
@@ -76,16 +80,30 @@ def _tfds_sources(d: ml_collections.ConfigDict) -> dict[str, Any]:
             )
         build_dataset(d.name, data_dir=d.data_dir, config=d.builder_config or None)
         builder = tfds.builder(name, data_dir=d.data_dir)
-    for split in SPLITS:
-        check_array_record_files(builder.info.splits[split], _rebuild_command(d))
-    return {split: tfds.data_source(name, split=split, data_dir=d.data_dir) for split in SPLITS}
+    return {split: open_split(builder, d, split) for split in SPLITS}
+
+
+def open_split(builder: Any, d: ml_collections.ConfigDict, split: str) -> "CheckedRecords":
+    """The records of one split of a built TFDS dataset (``builder``, described by
+    ``config.data`` ``d``): its files checked now, each record when it is read."""
+    import tensorflow_datasets as tfds
+
+    split_info = builder.info.splits[split]
+    rebuild = rebuild_command(d)
+    check_array_record_files(split_info, rebuild)
+    # NAME[/CONFIG]:VERSION, the version of the files just checked
+    name = f"{builder.info.full_name.rsplit('/', 1)[0]}:{builder.info.version}"
+    source = tfds.data_source(name, split=split, data_dir=d.data_dir)
+    return CheckedRecords(source, split_info.file_instructions, rebuild)
 
 
 class DamagedDatasetError(UserError):
     """A file of a built dataset is missing or damaged."""
 
 
-def _rebuild_command(d: ml_collections.ConfigDict) -> str:
+def rebuild_command(d: ml_collections.ConfigDict) -> str:
+    """The ``stn-icnn data build ... --overwrite`` command that rebuilds ``config.data``'s
+    dataset."""
     manual = "" if d.name == "synthetic_faces" else " --manual_dir DIR"
     config = f" --config {d.builder_config}" if d.builder_config else ""
     data_dir = f" --data_dir {d.data_dir}" if d.data_dir else ""
@@ -122,3 +140,62 @@ def check_array_record_files(split_info: Any, rebuild: str) -> None:
                            "(truncated?)")
         if problem:
             raise DamagedDatasetError(f"{path}: {problem}; rebuild the dataset with `{rebuild}`")
+
+
+class CheckedRecords(Sequence):
+    """A built split's records (``tfds.data_source``) whose read or decode failures are
+    :class:`DamagedDatasetError`: ``FILE: record I cannot be read (REASON); rebuild the
+    dataset with `COMMAND```.
+
+    Args:
+      source: the split's ``tfds.data_source``.
+      files: its file instructions in record order (``filename``, ``skip``, ``take``).
+      rebuild: the command that rebuilds the dataset.
+    """
+
+    def __init__(self, source: Any, files: Sequence[Any], rebuild: str):
+        self._source = source
+        self._files = [(str(f.filename), int(f.skip), int(f.take)) for f in files]
+        self._rebuild = rebuild
+
+    def __len__(self) -> int:
+        return len(self._source)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        try:
+            return self._source[index]
+        except IndexError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the reader's and decoder's many types
+            raise self._damaged(index, exc) from exc
+
+    def __getitems__(self, indices: Sequence[int]) -> list:
+        indices = list(indices)
+        try:
+            return list(self._source.__getitems__(indices))
+        except Exception:  # noqa: BLE001 - one by one, to name the bad record
+            return [self[i] for i in indices]
+
+    def __iter__(self):
+        for i in range(len(self)):
+            yield self[i]
+
+    def __repr__(self) -> str:
+        # The source's own: grain keeps repr(data source) in its iterator state and
+        # refuses to restore a state whose repr differs (checkpoints of earlier runs).
+        return repr(self._source)
+
+    def _damaged(self, index: int, exc: Exception) -> DamagedDatasetError:
+        index = operator.index(index)
+        index += len(self) if index < 0 else 0
+        where = f"{self!r}: record {index}"
+        for path, skip, take in self._files:
+            if index < take:
+                where = f"{path}: record {skip + index}"
+                break
+            index -= take
+        return DamagedDatasetError(
+            f"{where} cannot be read ({type(exc).__name__}: {one_line(exc)}); rebuild the "
+            f"dataset with `{self._rebuild}`")

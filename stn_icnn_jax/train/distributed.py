@@ -5,7 +5,10 @@ are split along it (``NamedSharding(mesh, P("data"))``), parameters and optimise
 state are replicated (``P()``). XLA inserts the gradient all-reduce; BatchNorm
 statistics are computed over the global batch because the step is written for the
 global batch. The same code runs on one CPU, many GPUs or a TPU slice, and on several
-hosts after :func:`initialize` (each host feeds its own shard of the data).
+hosts after :func:`initialize` (each host feeds its own shard of the data). Several
+processes stay in step: :func:`connect_collectives` at start-up, and a failure of one
+process (its checks, a damaged record of its shard) stops all of them
+(:func:`raise_if_any_failed`, :func:`next_on_all_processes`).
 
 :func:`compile_train_step` jits a stage's step for a mesh in one of two ways:
 
@@ -21,11 +24,14 @@ hosts after :func:`initialize` (each host feeds its own shard of the data).
 from __future__ import annotations
 
 import os
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from stn_icnn_jax.errors import EXIT_FAILURE, UserError, one_line
 
 DATA_AXIS = "data"
 
@@ -46,6 +52,83 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
     if process_id is None:
         process_id = int(os.environ["STN_ICNN_PROCESS_ID"])
     jax.distributed.initialize(coordinator_address, num_processes, process_id)
+
+
+class OtherProcessFailed(UserError):
+    """Another process's checks failed: this one stops too (with that process's exit
+    status, so that every process of a run exits alike)."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_FAILURE):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def raise_if_any_failed(error: Exception | None) -> None:
+    """All processes stop together when one of them failed a check.
+
+    A collective: every process calls it at the same point with the exception its own
+    checks raised, or None. When some failed, the failed ones raise their own exception
+    and the others :class:`OtherProcessFailed` (``process I stopped the run: MESSAGE``,
+    the first failed process's one-line message), instead of waiting forever at the next
+    sync point for a process that has gone. One process: raises ``error`` if given.
+    """
+    if jax.process_count() == 1:
+        if error is not None:
+            raise error
+        return
+    message = b"" if error is None else (one_line(error) or type(error).__name__).encode()
+    code = getattr(error, "exit_code", EXIT_FAILURE)
+    header = np.asarray(multihost_utils.process_allgather(
+        np.array([error is not None, len(message), code], np.int32))).reshape(-1, 3)
+    if not header[:, 0].any():
+        return
+    buffer = np.zeros(max(1, int(header[:, 1].max())), np.uint8)
+    buffer[: len(message)] = np.frombuffer(message, np.uint8)
+    messages = np.asarray(multihost_utils.process_allgather(buffer))
+    if error is not None:
+        raise error
+    first = int(np.flatnonzero(header[:, 0])[0])
+    text = bytes(messages[first, : header[first, 1]]).decode("utf-8", "replace")
+    raise OtherProcessFailed(f"process {first} stopped the run: {text}",
+                             int(header[first, 2]))
+
+
+def next_on_all_processes(iterator: Iterator) -> Any:
+    """``next(iterator, None)`` with one outcome on every process (a collective).
+
+    Each process reads its own shard of the data, so a read can fail on one process only
+    (a damaged record): then every process raises (:func:`raise_if_any_failed`), instead
+    of the others waiting for the failed one in the next step's collective. One process:
+    plain ``next(iterator, None)``.
+    """
+    try:
+        item, failure = next(iterator, None), None
+    except Exception as exc:  # noqa: BLE001 - every process must hear of it
+        item, failure = None, exc
+    raise_if_any_failed(failure)
+    return item
+
+
+def connect_collectives(mesh: Mesh) -> None:
+    """Connects the processes for the collectives of a run while they are in step.
+
+    On CPU, XLA's collectives (gloo) connect a group of devices at its first collective
+    and fail (``Gloo context initialization failed ... timed out``) when another process
+    arrives more than 30 seconds later; once connected, a collective waits up to 30
+    minutes. Processes reach their first training step minutes apart when a compile or a
+    checkpoint restore is slower on one host, so every process calls this at the same
+    point of its start-up: one all-reduce over ``mesh`` (the group of the training step)
+    and one :func:`~jax.experimental.multihost_utils.process_allgather` (the group of the
+    sums over processes). One process: nothing to do.
+    """
+    if jax.process_count() == 1:
+        return
+    sharding = batch_sharded(mesh)
+    ones = np.ones(len(sharding.addressable_devices), np.int32)
+    total = jax.jit(lambda x: x.sum(), out_shardings=replicated(mesh))(
+        jax.make_array_from_process_local_data(sharding, ones))
+    jax.block_until_ready(total)
+    multihost_utils.process_allgather(np.ones(1, np.int32))  # returns numpy: done
 
 
 def make_mesh(num_devices: int | None = None) -> Mesh:

@@ -13,6 +13,7 @@ of the paper's Table 2 (docs/authors-code.md §4.1).
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import jax
@@ -75,24 +76,27 @@ class ProcessShard:
         return self._source[self._index + int(i) * self._count]
 
 
+def _fillers(source: Any, features, input_config: input_pipeline.InputConfig):
+    """Endless ``(batch, 0)``: record 0, laid out as the others, in rows that are not
+    counted (for a process whose share of the split is done)."""
+    filler = next(iter(input_pipeline.make_loader([source[0]], features, input_config)))
+    while True:
+        yield _pad_batch(filler, input_config.batch_size)[0], 0
+
+
 def _batches(source: Any, features, input_config: input_pipeline.InputConfig):
     """``(batch, valid rows)`` of this process's share of ``source``, padded to full
-    batches; every process yields the same number of them."""
+    batches; every process yields the same number of them, and stops with the others
+    when a record of one process's share cannot be read."""
     count = jax.process_count()
     shard = ProcessShard(source, jax.process_index(), count)
     largest_share = -(-len(source) // count)
     steps = -(-largest_share // input_config.batch_size)
-    loader = iter(input_pipeline.make_loader(shard, features, input_config))
-    filler = None
+    own = (_pad_batch(batch, input_config.batch_size)
+           for batch in input_pipeline.make_loader(shard, features, input_config))
+    batches = itertools.chain(own, _fillers(source, features, input_config))
     for _ in range(steps):
-        batch = next(loader, None)
-        if batch is None:  # this process's share is done: a row that is not counted
-            if filler is None:  # record 0, laid out as the others
-                filler = next(iter(input_pipeline.make_loader([source[0]], features,
-                                                              input_config)))
-            yield _pad_batch(filler, input_config.batch_size)[0], 0
-        else:
-            yield _pad_batch(batch, input_config.batch_size)
+        yield distributed.next_on_all_processes(batches)
 
 
 def _sum_over_processes(x: np.ndarray) -> np.ndarray:

@@ -162,7 +162,8 @@ class _Epoch:
                    disable=not self.show_progress or not self.lead, dynamic_ncols=True)
         while True:
             t0 = time.perf_counter()
-            batch = next(iterator, None)
+            # a damaged record of one process's shard stops every process here
+            batch = distributed.next_on_all_processes(iterator)
             t1 = time.perf_counter()
             self.timing["data"] += t1 - t0
             if batch is None:

@@ -26,7 +26,6 @@ from typing import Any, Iterable
 import jax
 import ml_collections
 import numpy as np
-from jax.experimental import multihost_utils
 
 from stn_icnn_jax import metrics
 from stn_icnn_jax.config import build
@@ -182,6 +181,7 @@ def stage_plan(config: ml_collections.ConfigDict,
 def _train_and_test(config, workdir: Path, plan, trained, show_progress: bool):
     """The stages of ``plan``, then the test split: ``(test summary, final stage, start)``."""
     mesh = distributed.make_mesh(config.train.num_devices or None)
+    distributed.connect_collectives(mesh)  # while the processes are in step
     started = time.time()
     sources = load_sources(config, show_progress)
     model, variables = initial_variables(config, sources, mesh)
@@ -230,10 +230,15 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path,
     plan = stage_plan(config, stages)
     trained = [name for name, trains in plan if trains]
     with contextlib.ExitStack() as stack:
+        failure = None
         if jax.process_index() == 0:
-            stack.enter_context(WorkdirLock(workdir))  # one run per work directory
-            checkpoints.check_or_write_config(workdir, config.to_json(sort_keys=True))
-        multihost_utils.sync_global_devices("config checked")
+            try:
+                stack.enter_context(WorkdirLock(workdir))  # one run per work directory
+                checkpoints.check_or_write_config(workdir, config.to_json(sort_keys=True))
+            except Exception as exc:  # noqa: BLE001 - every process must hear of it
+                failure = exc
+        # A collective: the other processes stop too, rather than wait for process 0.
+        distributed.raise_if_any_failed(failure)
         test, final, started = _train_and_test(config, workdir, plan, trained, show_progress)
         results = {"stage": final.name, "stages": trained, "test": test,
                    "seconds": time.time() - started,

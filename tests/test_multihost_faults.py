@@ -1,0 +1,146 @@
+"""A failure on one process of a multi-host run stops every process with one line.
+
+Two ``stn-icnn train`` processes (2 fake CPU devices each, a localhost coordinator) must
+all end, none left waiting in a collective for a process that has gone, each with exit
+status 1 (2 for a usage error) and one ``error:`` line: the failed process's own, the
+others' ``error: process I stopped the run: ...`` with the same message.
+
+- Process 0 alone takes the work directory's lock and checks ``config.json``: a lock
+  held by a live run, or another configuration.
+- Each process reads its own shard of the data, so a damaged record is first read by
+  one process alone, mid-run: in a training epoch or in a validation pass.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import time
+
+import pytest
+
+import dataset_damage
+import multihost_helpers
+import training_helpers
+from stn_icnn_jax.train import distributed, workdir_lock
+
+EPOCHS = 1
+TIMEOUT = 900  # a hang, not a slow run, on a busy 2-core host
+
+
+def _train_args(config_file, workdir, *extra: str) -> list[str]:
+    return ["train", "--config", str(config_file), "--workdir", str(workdir), "--no_progress",
+            *extra]
+
+
+def _stopped_together(results, code: int) -> tuple[str, str]:
+    """Both processes exited with ``code`` and one error line each; -> the two lines."""
+    assert [c for c, _, _ in results] == [code] * multihost_helpers.PROCESSES, results
+    return tuple(multihost_helpers.error_line(err) for _, _, err in results)
+
+
+# --------------------------------------------------------------------------- failed checks
+
+
+@pytest.mark.parametrize("fault", ["locked", pytest.param("other_config", marks=pytest.mark.slow)])
+def test_failed_workdir_check_on_process_0_stops_every_process(fault, live_pid, tmp_path):
+    """Process 0 alone takes the lock and checks config.json; when that fails the other
+    process must not wait for it at the next sync point: both exit with process 0's
+    status, each with one ``error:`` line (process 1's names process 0 and its reason)."""
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    config_file = tmp_path / "tiny.py"
+    config_file.write_text(training_helpers.tiny_config_source(("rough",), EPOCHS))
+    if fault == "locked":
+        lock = workdir / workdir_lock.LOCK_NAME
+        lock.write_text(json.dumps({"host": socket.gethostname(), "pid": live_pid,
+                                    "started": time.time()}))
+        reason = f"work directory {workdir} is in use by the run of pid {live_pid} on host "
+        code = 1
+    else:
+        other = training_helpers.tiny_training_config(("rough",), EPOCHS)
+        other.seed += 1
+        (workdir / "config.json").write_text(other.to_json(sort_keys=True))
+        reason = f"{workdir} holds a run with a different configuration"
+        code = 2  # a usage error: the command names the wrong work directory
+    before = sorted((p.name, p.read_bytes()) for p in workdir.iterdir())
+
+    results = multihost_helpers.run_cli(
+        _train_args(config_file, workdir, "--no_compilation_cache"), timeout=300)
+    first, second = _stopped_together(results, code)
+    assert first.startswith(f"error: {reason}"), first
+    assert second == "error: process 0 stopped the run: " + first[len("error: "):]
+    # nothing in the work directory changed (and the lock of a failed check is released)
+    assert sorted((p.name, p.read_bytes()) for p in workdir.iterdir()) == before
+
+
+def test_failed_check_of_one_process_is_raised_as_is():
+    # one process: no communication, the check's own exception
+    distributed.raise_if_any_failed(None)
+    error = workdir_lock.WorkdirInUseError("work directory w is in use")
+    with pytest.raises(workdir_lock.WorkdirInUseError) as raised:
+        distributed.raise_if_any_failed(error)
+    assert raised.value is error
+
+
+# --------------------------------------------------------------------------- damaged records
+
+# `stn-icnn train` with the localiser's initial boxes taken from the first 8 training
+# records instead of the first 256, which every process reads at start-up: as on a
+# dataset of more than 256 faces, a damaged record further on is first read mid-epoch,
+# by the one process whose shard holds it (of 16 records, process p reads 8p..8p+7).
+CLI_WITH_8_MEAN_BOX_RECORDS = (
+    "-c",
+    "import functools, sys\n"
+    "from stn_icnn_jax.train import run\n"
+    "run.mean_theta_params = functools.partial(run.mean_theta_params, limit=8)\n"
+    "from stn_icnn_jax.cli.main import main\n"
+    "sys.exit(main(sys.argv[1:]))\n",
+)
+STEPS_PER_EPOCH = 8  # 16 faces x 2 copies / 2 processes / 2 rows per process
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory):
+    return dataset_damage.build_tiny(tmp_path_factory.mktemp("tfds"))
+
+
+@pytest.fixture(scope="module")
+def compilation_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("jax_cache")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("split, record", [("train", 15), ("validation", 1)])
+def test_damaged_record_read_by_one_process_stops_every_process(
+        split, record, tiny_dataset, compilation_cache, tmp_path):
+    """A record of process 1's share that does not decode (its image cut in half), read
+    first mid-run: a training record mid-epoch, or a validation record when epoch 1 is
+    scored (process p scores records p, p + 2). Both processes stop with one line, none
+    waits for the other; the checkpoints saved before stay readable."""
+    data_dir = tmp_path / "tfds"
+    shutil.copytree(tiny_dataset, data_dir)
+    path = dataset_damage.shard(data_dir, split)
+    dataset_damage.rewrite_with_bad_image(path, record)
+    config_file = tmp_path / "tiny.py"
+    config_file.write_text(training_helpers.tiny_config_source(("rough",), EPOCHS))
+    workdir = tmp_path / "work"
+
+    results = multihost_helpers.run_cli(
+        _train_args(config_file, workdir, "--compilation_cache", str(compilation_cache),
+                    *dataset_damage.tfds_overrides(data_dir)),
+        timeout=TIMEOUT, program=CLI_WITH_8_MEAN_BOX_RECORDS)
+    first, second = _stopped_together(results, 1)
+    assert second.startswith(f"error: {path}: record {record} cannot be read ("), second
+    assert second.endswith(
+        f"rebuild the dataset with `stn-icnn data build synthetic_faces --config tiny "
+        f"--data_dir {data_dir} --overwrite`"), second
+    assert first == "error: process 1 stopped the run: " + second[len("error: "):]
+    # nothing lost: the newest checkpoint reads, in the epoch that was stopped
+    _, progress, step = training_helpers.read_checkpoint(workdir, "rough")
+    assert progress["epoch"] == 0 and progress["batch_in_epoch"] == step, progress
+    if split == "validation":  # every step but the epoch's last (saved with its score)
+        assert step == STEPS_PER_EPOCH - 1
+    else:
+        assert step < STEPS_PER_EPOCH - 1
