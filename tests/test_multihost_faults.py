@@ -183,8 +183,9 @@ def test_failed_save_on_process_0_stops_every_process_and_resumes_bitwise(
         return _train_args(config_file, workdir, "--compilation_cache", str(compilation_cache))
 
     reference, workdir = tmp_path / "reference", tmp_path / "work"
-    assert [c for c, _, _ in multihost_helpers.run_cli(args(reference), timeout=TIMEOUT)] \
-        == [0] * multihost_helpers.PROCESSES
+    results = multihost_helpers.run_cli(args(reference), timeout=TIMEOUT)
+    assert [c for c, _, _ in results] == [0] * multihost_helpers.PROCESSES, \
+        [err[-3000:] for _, _, err in results]
 
     results = multihost_helpers.run_cli(args(workdir), timeout=TIMEOUT,
                                         program=CLI_DISK_FULL_ON_PROCESS_0_AT_STEP_3)
@@ -207,7 +208,8 @@ def test_failed_save_on_process_0_stops_every_process_and_resumes_bitwise(
     assert progress["epoch"] == 0 and progress["batch_in_epoch"] == 2, progress
 
     results = multihost_helpers.run_cli(args(workdir), timeout=TIMEOUT)
-    assert [c for c, _, _ in results] == [0] * multihost_helpers.PROCESSES, results
+    assert [c for c, _, _ in results] == [0] * multihost_helpers.PROCESSES, \
+        [err[-3000:] for _, _, err in results]
     assert "[rough] resuming from step 2 (epoch 1, batch 2)" in results[0][1], results[0][1]
     ours, our_progress, our_step = read_checkpoint(workdir, "rough")
     theirs, their_progress, their_step = read_checkpoint(reference, "rough")
