@@ -60,7 +60,6 @@ class ResumeMismatchError(UsageError, ValueError):
     written by a different number of processes)."""
 
 
-
 def _quiet_orbax(record: logging.LogRecord) -> bool:
     """Drops orbax's log records that only repeat what this module reports: a warning
     for each mid-epoch checkpoint (it has no validation score), and the traceback of a
