@@ -15,3 +15,15 @@ def live_pid():
     yield process.pid
     process.kill()
     process.wait()
+
+
+@pytest.fixture
+def parsed_flags():
+    """grain's workers read absl flags: parse them as a program would, then undo it."""
+    from absl import flags
+
+    was_parsed = flags.FLAGS.is_parsed()
+    flags.FLAGS.mark_as_parsed()
+    yield
+    if not was_parsed:
+        flags.FLAGS.unparse_flags()

@@ -12,7 +12,6 @@ mechanisms (checkpoint fallback on 5 kinds of damage, the lock, the CLI errors) 
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import shutil
@@ -389,23 +388,10 @@ def read_checkpoint_steps(workdir: Path) -> list[int]:
 
 @pytest.mark.slow
 def test_write_error_during_save_stops_and_keeps_previous_checkpoint(config_file, reference,
-                                                                     tmp_path, capsys, monkeypatch):
-    from orbax.checkpoint._src.handlers import json_checkpoint_handler as json_handler
-
+                                                                     tmp_path, capsys):
     workdir = tmp_path / "work"
     argv = train_argv(config_file, workdir)
-    write = json_handler.JsonCheckpointHandler._save_fn
-
-    async def disk_full_at_step_3(self, x, directory):
-        # orbax writes item "progress" of step 3 to 3.orbax-checkpoint-tmp/progress...
-        if (directory.name.split(".")[0] == "progress"
-                and directory.parent.name.split(".")[0] == "3"):
-            (directory / "metadata").write_text(json.dumps(x)[:10])  # half written
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(directory / "metadata"))
-        return await write(self, x, directory)
-
-    with monkeypatch.context() as m:
-        m.setattr(json_handler.JsonCheckpointHandler, "_save_fn", disk_full_at_step_3)
+    with training_helpers.disk_full_at_step(3):
         assert cli.main(argv) == 1
     line = one_error_line(capsys.readouterr().err)
     ckpt_dir = workdir / "rough" / "checkpoints"
@@ -583,17 +569,24 @@ def test_damaged_array_record_file_is_named_with_rebuild_command(how, tiny_datas
         "train": 16, "validation": 4, "test": 4}
 
 
-def test_bytes_overwritten_mid_file_are_named_with_rebuild_command(tiny_dataset, config_file,
+@pytest.mark.parametrize("how", ["zeroed_4k", "one_bit"])
+def test_bytes_overwritten_mid_file_are_named_with_rebuild_command(how, tiny_dataset, config_file,
                                                                    tmp_path, capsys):
     """Same length, so the record count at opening is right; the chunk hash of the
-    overwritten record fails when training reads it."""
+    overwritten record (4096 bytes zeroed, or one bit flipped, in the middle of the file:
+    inside a record's compressed data) fails when training reads it."""
     data_dir = tmp_path / "tfds"
     shutil.copytree(tiny_dataset, data_dir)
     path = dataset_damage.shard(data_dir, "train")
     size = path.stat().st_size
     with path.open("r+b") as f:
         f.seek(size // 2)
-        f.write(bytes(4096))
+        if how == "zeroed_4k":
+            f.write(bytes(4096))
+        else:
+            byte = f.read(1)[0]
+            f.seek(size // 2)
+            f.write(bytes([byte ^ 0x08]))
     assert path.stat().st_size == size
     bad = dataset_damage.unreadable_records(path)
     assert bad and len(bad) < 16, bad  # one chunk of the middle, not the whole file
@@ -638,6 +631,70 @@ def test_record_that_does_not_decode_is_named_with_rebuild_command(tiny_dataset,
                                    shuffle=False))
     with pytest.raises(DamagedDatasetError, match="record 1 cannot be read"):
         list(loader)
+
+
+@pytest.mark.slow
+def test_damaged_record_read_by_a_grain_worker_is_one_line(tiny_dataset, config_file,
+                                                          compilation_cache, tmp_path):
+    """``worker_count=2``: a validation record that does not decode is read in a grain
+    worker process when epoch 1 is scored. The command stops with the same one line as
+    without workers (no worker's traceback, no warning of the shared memory grain leaves
+    behind), and the epoch's checkpoints are kept."""
+    data_dir = tmp_path / "tfds"
+    shutil.copytree(tiny_dataset, data_dir)
+    path = dataset_damage.shard(data_dir, "validation")
+    dataset_damage.rewrite_with_bad_image(path, 1)
+    workdir = tmp_path / "work"
+    env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(compilation_cache),
+               JAX_PLATFORMS="cpu")
+    command = [sys.executable, "-m", "stn_icnn_jax.cli", *train_argv(
+        config_file, workdir, *dataset_damage.tfds_overrides(data_dir),
+        "--config.data.worker_count=2")]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 1, result.stderr[-3000:]
+    line = one_error_line(result.stderr)
+    assert line.startswith(f"error: {path}: record 1 cannot be read ("), line
+    assert line.endswith(f"rebuild the dataset with `stn-icnn data build synthetic_faces "
+                         f"--config tiny --data_dir {data_dir} --overwrite`"), line
+    # 16 faces x 2 copies / batch 4: every step of epoch 1 but its last is saved
+    _, progress, step = read_checkpoint(workdir, "rough")
+    assert step == 7 and progress["epoch"] == 0 and progress["batch_in_epoch"] == 7, progress
+
+
+@pytest.mark.parametrize("workers", [0, pytest.param(2, marks=pytest.mark.slow)])
+def test_evaluation_reads_every_record_and_names_a_damaged_one(workers, tiny_dataset,
+                                                               config_file, tmp_path,
+                                                               parsed_flags):
+    """With grain worker processes too (which batch separately, so a split comes in more,
+    smaller batches): every record is scored once, and a record that does not decode,
+    read in a worker, is the same one-line error naming the file and record."""
+    from stn_icnn_jax.config import build
+    from stn_icnn_jax.data.sources import DamagedDatasetError, load_sources
+    from stn_icnn_jax.train import evaluate
+
+    data_dir = tmp_path / "tfds"
+    shutil.copytree(tiny_dataset, data_dir)
+    config = load_config(config_file, [*dataset_damage.tfds_overrides(data_dir),
+                                       f"--config.data.worker_count={workers}"])
+    layout = build.input_config(config, 4, training=False)  # one batch, or 2 of 2 rows
+    assert layout.worker_count == workers
+
+    def scored_sizes() -> list:
+        validation = load_sources(config)["validation"]
+        batches = list(evaluate._batches(validation, ("image_size",), layout))
+        return sorted(tuple(size) for batch, valid in batches
+                      for size in batch["image_size"][:valid].tolist())
+
+    records = load_sources(config)["validation"]
+    assert scored_sizes() == sorted(tuple(r["image"].shape[:2]) for r in records)
+    path = dataset_damage.shard(data_dir, "validation")
+    dataset_damage.rewrite_with_bad_image(path, 3)
+    with pytest.raises(DamagedDatasetError) as error:
+        scored_sizes()
+    message = str(error.value)
+    assert message.startswith(f"{path}: record 3 cannot be read ("), message
+    assert message.endswith(f"rebuild the dataset with `stn-icnn data build synthetic_faces "
+                            f"--config tiny --data_dir {data_dir} --overwrite`")
 
 
 def test_checksum_catches_changed_values():

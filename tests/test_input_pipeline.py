@@ -76,18 +76,6 @@ def test_augmented_epoch_is_five_copies_and_deterministic():
     assert not np.array_equal(a[0]["rough_image"], c[0]["rough_image"])
 
 
-@pytest.fixture
-def parsed_flags():
-    """grain's workers read absl flags: parse them as a program would, then undo it."""
-    from absl import flags
-
-    was_parsed = flags.FLAGS.is_parsed()
-    flags.FLAGS.mark_as_parsed()
-    yield
-    if not was_parsed:
-        flags.FLAGS.unparse_flags()
-
-
 def test_workers_need_parsed_flags_and_the_loader_does_not_parse_them():
     from absl import flags
 

@@ -9,6 +9,9 @@ others' ``error: process I stopped the run: ...`` with the same message.
   held by a live run, or another configuration.
 - Each process reads its own shard of the data, so a damaged record is first read by
   one process alone, mid-run: in a training epoch or in a validation pass.
+- Process 0 alone writes the checkpoints (the state is replicated): when its disk fills
+  during a save, the other process stops too, the previous checkpoint stays the newest
+  and intact, and the same command resumes to bitwise an uninterrupted run's state.
 """
 
 from __future__ import annotations
@@ -17,15 +20,18 @@ import json
 import shutil
 import socket
 import time
+from pathlib import Path
 
 import pytest
 
 import dataset_damage
 import multihost_helpers
 import training_helpers
-from stn_icnn_jax.train import distributed, workdir_lock
+from stn_icnn_jax.train import checkpoints, distributed, workdir_lock
+from training_helpers import assert_bitwise_equal, read_checkpoint
 
 EPOCHS = 1
+TINY_STEPS_PER_EPOCH = 4  # the tiny config: 8 faces x 2 copies / 2 processes / 2 rows
 TIMEOUT = 900  # a hang, not a slow run, on a busy 2-core host
 
 
@@ -144,3 +150,71 @@ def test_damaged_record_read_by_one_process_stops_every_process(
         assert step == STEPS_PER_EPOCH - 1
     else:
         assert step < STEPS_PER_EPOCH - 1
+
+
+# --------------------------------------------------------------------------- failed save
+
+# `stn-icnn train` whose process 0 (the one that writes checkpoints) finds its disk full
+# while it writes checkpoint 3 (training_helpers.disk_full_at_step).
+CLI_DISK_FULL_ON_PROCESS_0_AT_STEP_3 = (
+    "-c",
+    "import sys\n"
+    f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+    "import contextlib, training_helpers\n"
+    "from stn_icnn_jax.cli.main import main\n"
+    "process_0 = sys.argv[sys.argv.index('--process_id') + 1] == '0'\n"
+    "with training_helpers.disk_full_at_step(3) if process_0 else contextlib.nullcontext():\n"
+    "    code = main(sys.argv[1:])\n"
+    "sys.exit(code)\n",
+)
+
+
+@pytest.mark.slow
+def test_failed_save_on_process_0_stops_every_process_and_resumes_bitwise(
+        compilation_cache, tmp_path):
+    """The disk of process 0 fills while it writes checkpoint 3 (mid-epoch): both
+    processes stop with one line each, none waits for the other in a collective; the
+    checkpoints before stay as they were (none is set aside as unreadable), and the
+    same command resumes from step 2 to bitwise the state of an uninterrupted run."""
+    config_file = tmp_path / "tiny.py"
+    config_file.write_text(training_helpers.tiny_config_source(("rough",), EPOCHS))
+
+    def args(workdir):
+        return _train_args(config_file, workdir, "--compilation_cache", str(compilation_cache))
+
+    reference, workdir = tmp_path / "reference", tmp_path / "work"
+    results = multihost_helpers.run_cli(args(reference), timeout=TIMEOUT)
+    assert [c for c, _, _ in results] == [0] * multihost_helpers.PROCESSES, \
+        [err[-3000:] for _, _, err in results]
+
+    results = multihost_helpers.run_cli(args(workdir), timeout=TIMEOUT,
+                                        program=CLI_DISK_FULL_ON_PROCESS_0_AT_STEP_3)
+    first, second = _stopped_together(results, 1)
+    ckpt_dir = workdir / "rough" / "checkpoints"
+    assert first.startswith(f"error: could not save checkpoint {ckpt_dir / '3'} ("), first
+    assert "No space left on device" in first
+    assert first.endswith(f"the previous checkpoint, step 2, is intact in {ckpt_dir / '2'}. "
+                          "Free disk space (or fix the directory's permissions) and re-run "
+                          "the same command to resume."), first
+    assert second == "error: process 0 stopped the run: " + first[len("error: "):]
+    ckpt = checkpoints.StageCheckpoints(ckpt_dir)
+    try:
+        assert ckpt.all_steps() == [1, 2]
+    finally:
+        ckpt.close()
+    assert not (workdir / "rough" / checkpoints.SET_ASIDE_DIR).exists()
+    assert not (workdir / workdir_lock.LOCK_NAME).exists()
+    _, progress, _ = read_checkpoint(workdir, "rough")
+    assert progress["epoch"] == 0 and progress["batch_in_epoch"] == 2, progress
+
+    results = multihost_helpers.run_cli(args(workdir), timeout=TIMEOUT)
+    assert [c for c, _, _ in results] == [0] * multihost_helpers.PROCESSES, \
+        [err[-3000:] for _, _, err in results]
+    assert "[rough] resuming from step 2 (epoch 1, batch 2)" in results[0][1], results[0][1]
+    ours, our_progress, our_step = read_checkpoint(workdir, "rough")
+    theirs, their_progress, their_step = read_checkpoint(reference, "rough")
+    assert our_step == their_step == TINY_STEPS_PER_EPOCH
+    assert_bitwise_equal(ours, theirs, "final state")
+    assert our_progress == their_progress
+    assert (json.loads((workdir / "results.json").read_text())["test"]
+            == json.loads((reference / "results.json").read_text())["test"])

@@ -139,3 +139,30 @@ def compilation_cache(path: Path):
     finally:
         jax.config.update("jax_compilation_cache_dir", old)
         cc.reset_cache()
+
+
+@contextlib.contextmanager
+def disk_full_at_step(step: int):
+    """Inside it, the disk fills while this process writes checkpoint ``step``: orbax's
+    write of the checkpoint's ``progress`` item stops half-written with ``ENOSPC``."""
+    import errno
+    import json
+    import os
+
+    from orbax.checkpoint._src.handlers import json_checkpoint_handler as json_handler
+
+    write = json_handler.JsonCheckpointHandler._save_fn
+
+    async def disk_full(self, x, directory):
+        # orbax writes item "progress" of step S to S.orbax-checkpoint-tmp/progress...
+        if (directory.name.split(".")[0] == "progress"
+                and directory.parent.name.split(".")[0] == str(step)):
+            (directory / "metadata").write_text(json.dumps(x)[:10])  # half written
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(directory / "metadata"))
+        return await write(self, x, directory)
+
+    json_handler.JsonCheckpointHandler._save_fn = disk_full
+    try:
+        yield
+    finally:
+        json_handler.JsonCheckpointHandler._save_fn = write

@@ -92,11 +92,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Python's resource tracker (a process started later, with this process's warning
+# options) frees at exit the shared memory that grain's worker processes leave behind
+# when a read fails, and would warn of each after the one-line error.
+QUIET_RESOURCE_TRACKER = "ignore:resource_tracker:UserWarning:multiprocessing.resource_tracker"
+
+
 def _run(argv: list[str]) -> int:
     from absl import flags
 
     if not flags.FLAGS.is_parsed():  # grain's worker processes read absl flags
         flags.FLAGS.mark_as_parsed()
+    if QUIET_RESOURCE_TRACKER not in sys.warnoptions:
+        sys.warnoptions.append(QUIET_RESOURCE_TRACKER)
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra and not getattr(args, "accepts_overrides", False):

@@ -21,8 +21,9 @@ Batch features (only those asked for: each training stage's record in
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from typing import Any, Literal, Sequence
+from typing import Any, Iterator, Literal, Sequence
 
 import cv2
 import grain.python as grain
@@ -202,3 +203,19 @@ def make_loader(
         data_source=data, sampler=sampler, operations=operations,
         worker_count=config.worker_count,
     )
+
+
+@contextlib.contextmanager
+def iterate(loader: grain.DataLoader) -> Iterator[Any]:
+    """``iter(loader)``, closed when the block ends, however it ends: grain's worker
+    processes (``worker_count > 0``) stop and free their shared memory then, not at
+    interpreter exit, where grain's own clean-up after a failed read prints a traceback
+    and Python warns of leaked shared memory (after the one-line error of the CLI)."""
+    iterator = iter(loader)
+    try:
+        yield iterator
+    finally:
+        # grain's DataLoaderIterator has no close() of its own; its dataset iterator has
+        close = getattr(getattr(iterator, "_iterator", None), "close", None)
+        if close is not None:
+            close()

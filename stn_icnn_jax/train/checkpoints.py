@@ -9,6 +9,16 @@ started again continues with bitwise the same parameters as an uninterrupted one
 atomic (orbax writes a temporary directory and renames it), so a crash never leaves a
 half-written checkpoint behind.
 
+Several processes (a multi-host run, checkpoints in a directory every process shares):
+process 0 alone writes, since the state is replicated; each process's orbax manager
+sees only its own process, so orbax puts no barrier of its own between them. After each
+save every process learns whether it succeeded
+(:func:`~stn_icnn_jax.train.distributed.raise_if_any_failed`): a write that fails (disk
+full on the host that writes) stops every process at that point, process 0 with its
+:class:`CheckpointSaveError` and the others with ``process 0 stopped the run: could not
+save checkpoint ...``, instead of the others waiting in a barrier of orbax's for a
+process that has left it (which also desynchronised every later collective).
+
 The state is stored packed: one 1-D array per dtype (``float32``, ``int32``) holding
 every leaf's values back to back, and ``layout`` lists each leaf's key path, dtype,
 shape and offset. Orbax spends ~1.5 ms per array it writes, and a stage's state has
@@ -34,11 +44,11 @@ from typing import Any
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
-from jax.experimental import multihost_utils
 from orbax.checkpoint import checkpoint_managers as ocp_managers
 
 from stn_icnn_jax.config.base import ADDED_KEYS
 from stn_icnn_jax.errors import UsageError, UserError, one_line
+from stn_icnn_jax.train import distributed
 
 
 class ConfigMismatchError(UsageError, ValueError):
@@ -50,9 +60,17 @@ class ResumeMismatchError(UsageError, ValueError):
     written by a different number of processes)."""
 
 
-# Mid-epoch checkpoints have no validation score; orbax warns about each one.
-logging.getLogger("absl").addFilter(
-    lambda record: "did not provide metrics" not in record.getMessage())
+def _quiet_orbax(record: logging.LogRecord) -> bool:
+    """Drops orbax's log records that only repeat what this module reports: a warning
+    for each mid-epoch checkpoint (it has no validation score), and the traceback of a
+    failed write in orbax's writer thread (re-raised in :meth:`StageCheckpoints.save`,
+    which reports it as one line)."""
+    message = record.getMessage()
+    return not ("did not provide metrics" in message
+                or "_SignalingThread.run() raised an exception" in message)
+
+
+logging.getLogger("absl").addFilter(_quiet_orbax)
 
 # Bookkeeping fields that never change what is computed: they may differ between the
 # runs sharing a work directory (e.g. checkpoint more often after a crash).
@@ -154,6 +172,10 @@ class StageCheckpoints:
 
     def __init__(self, directory: Path, keep: int = 3):
         self.directory = Path(directory).absolute()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        # This process alone, to orbax: no barriers of orbax's between the processes
+        # (process 0 writes; :meth:`save` tells the others how that went).
+        own = jax.process_index()
         policy = ocp_managers.AnyPreservationPolicy([
             ocp_managers.LatestN(n=keep),
             ocp_managers.BestN(get_metric_fn=best_rank, n=1, keep_checkpoints_without_metrics=False),
@@ -161,7 +183,9 @@ class StageCheckpoints:
         self._manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(
-                preservation_policy=policy, enable_async_checkpointing=False, create=True,
+                preservation_policy=policy, enable_async_checkpointing=False, create=False,
+                multiprocessing_options=ocp.options.MultiprocessingOptions(
+                    primary_host=own, active_processes={own}),
                 # best_fn makes orbax write each checkpoint's metrics to disk, so the
                 # scores survive a restart (BestN and best_scored_step read them).
                 best_fn=best_rank,
@@ -171,14 +195,31 @@ class StageCheckpoints:
 
     def save(self, step: int, state: Any, progress: dict, selection: float | None = None) -> None:
         """Writes checkpoint ``step`` (atomically: a failed save leaves the earlier ones
-        as they were).
+        as they were). Several processes: every process calls it with the same
+        arguments (a collective); process 0 writes, and all of them return or raise
+        together.
 
         Raises:
           CheckpointSaveError: the write failed (disk full, permissions, I/O error).
+          distributed.OtherProcessFailed: on the other processes, when process 0's
+            write failed (its message).
         """
+        failure = self._write(step, state, progress, selection) if jax.process_index() == 0 \
+            else None
+        distributed.raise_if_any_failed(failure)
+        if jax.process_index() != 0:
+            self._manager.reload()  # the steps process 0 wrote and deleted
+
+    def _write(self, step: int, state: Any, progress: dict,
+               selection: float | None) -> CheckpointSaveError | None:
+        """Writes checkpoint ``step`` (this process); the failure, if any, as the error
+        to raise."""
         metrics = None if selection is None else {"selection": float(selection), "step": int(step)}
-        packed, layout = pack(state)
         previous = self.latest_step()
+        try:
+            packed, layout = pack(state)
+        except Exception as exc:  # noqa: BLE001 - e.g. a state sharded across hosts
+            return exc
         try:
             self._manager.save(
                 int(step),
@@ -193,10 +234,13 @@ class StageCheckpoints:
             kept = (f"the previous checkpoint, step {previous}, is intact in "
                     f"{self.directory / str(previous)}" if previous is not None else
                     "no earlier checkpoint of this stage exists")
-            raise CheckpointSaveError(
+            error = CheckpointSaveError(
                 f"could not save checkpoint {self.directory / str(step)} ({_short(exc)}); "
                 f"training stopped; {kept}. Free disk space (or fix the directory's "
-                "permissions) and re-run the same command to resume.") from exc
+                "permissions) and re-run the same command to resume.")
+            error.__cause__ = exc
+            return error
+        return None
 
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
@@ -316,12 +360,17 @@ class StageCheckpoints:
         while target.exists():
             n += 1
             target = aside_dir / f"{bad.path.name}.{n}"
+        failure = None
         if jax.process_index() == 0:
-            aside_dir.mkdir(parents=True, exist_ok=True)
-            bad.path.rename(target)
-            print(f"warning: {bad}; moved it to {target}, {then}", file=sys.stderr, flush=True)
-        if jax.process_count() > 1:
-            multihost_utils.sync_global_devices(f"set aside {bad.path}")
+            try:
+                aside_dir.mkdir(parents=True, exist_ok=True)
+                bad.path.rename(target)
+            except OSError as exc:  # every process must hear of it
+                failure = exc
+            else:
+                print(f"warning: {bad}; moved it to {target}, {then}", file=sys.stderr,
+                      flush=True)
+        distributed.raise_if_any_failed(failure)  # and a barrier: the move is done
         self._manager.reload()
         return target
 

@@ -109,6 +109,14 @@ def next_on_all_processes(iterator: Iterator) -> Any:
     return item
 
 
+def any_process(flag: bool) -> bool:
+    """Whether ``flag`` is True on any process (a collective: the same answer on all)."""
+    if jax.process_count() == 1:
+        return bool(flag)
+    flags = multihost_utils.process_allgather(np.array([flag], np.int32))
+    return bool(np.asarray(flags).any())
+
+
 def connect_collectives(mesh: Mesh) -> None:
     """Connects the processes for the collectives of a run while they are in step.
 

@@ -13,7 +13,6 @@ of the paper's Table 2 (docs/authors-code.md §4.1).
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
 import jax
@@ -79,24 +78,35 @@ class ProcessShard:
 def _fillers(source: Any, features, input_config: input_pipeline.InputConfig):
     """Endless ``(batch, 0)``: record 0, laid out as the others, in rows that are not
     counted (for a process whose share of the split is done)."""
-    filler = next(iter(input_pipeline.make_loader([source[0]], features, input_config)))
+    with input_pipeline.iterate(input_pipeline.make_loader([source[0]], features,
+                                                          input_config)) as batches:
+        filler = next(batches)
     while True:
         yield _pad_batch(filler, input_config.batch_size)[0], 0
 
 
 def _batches(source: Any, features, input_config: input_pipeline.InputConfig):
     """``(batch, valid rows)`` of this process's share of ``source``, padded to full
-    batches; every process yields the same number of them, and stops with the others
-    when a record of one process's share cannot be read."""
-    count = jax.process_count()
-    shard = ProcessShard(source, jax.process_index(), count)
-    largest_share = -(-len(source) // count)
-    steps = -(-largest_share // input_config.batch_size)
-    own = (_pad_batch(batch, input_config.batch_size)
-           for batch in input_pipeline.make_loader(shard, features, input_config))
-    batches = itertools.chain(own, _fillers(source, features, input_config))
-    for _ in range(steps):
-        yield distributed.next_on_all_processes(batches)
+    batches, until every process's share is done (a process whose share is done gets
+    filler batches meanwhile, so every process yields the same number); stops every
+    process when a record of one process's share cannot be read.
+
+    The batches are counted as they come, not computed from the share's length: with
+    ``worker_count > 0`` grain batches inside each worker process, so a share comes in
+    more, smaller batches than ``len / batch_size``."""
+    shard = ProcessShard(source, jax.process_index(), jax.process_count())
+    fillers = None
+    with input_pipeline.iterate(input_pipeline.make_loader(shard, features,
+                                                          input_config)) as own:
+        while True:
+            batch = distributed.next_on_all_processes(own)
+            if not distributed.any_process(batch is not None):
+                return
+            if batch is None:
+                fillers = fillers or _fillers(source, features, input_config)
+                yield next(fillers)
+            else:
+                yield _pad_batch(batch, input_config.batch_size)
 
 
 def _sum_over_processes(x: np.ndarray) -> np.ndarray:

@@ -152,34 +152,35 @@ class _Epoch:
                                seed=_epoch_seed(self.config, stage, epoch)),
             num_epochs=1, shard_options=distributed.shard_options(),
         )
-        iterator = iter(loader)
-        done = 0
-        if resume_from is not None:
-            iterator.set_state(resume_from)
-            done = run.progress["batch_in_epoch"]
-        bar = tqdm(total=run.steps_per_epoch, initial=done,
-                   desc=f"{stage.name} {epoch + 1}/{run.config.epochs}",
-                   disable=not self.show_progress or not self.lead, dynamic_ncols=True)
-        while True:
-            t0 = time.perf_counter()
-            # a damaged record of one process's shard stops every process here
-            batch = distributed.next_on_all_processes(iterator)
-            t1 = time.perf_counter()
-            self.timing["data"] += t1 - t0
-            if batch is None:
-                break
-            first = self.timing["first_step"] == 0.0
-            state, step_metrics = self.train_step(state, distributed.to_global(batch, self.mesh))
-            done += 1
-            loss = self._check_finite(state, step_metrics, epoch, done)
-            self.timing["first_step" if first else "steps"] += time.perf_counter() - t1
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss:.4f}")
-            self._log_and_checkpoint(state, step_metrics, epoch, done, iterator)
-            if self.watch.reached():
-                bar.close()
-                self._stop_preempted(state, epoch, done, iterator)
-        bar.close()
+        with input_pipeline.iterate(loader) as iterator:  # workers stop however it ends
+            done = 0
+            if resume_from is not None:
+                iterator.set_state(resume_from)
+                done = run.progress["batch_in_epoch"]
+            bar = tqdm(total=run.steps_per_epoch, initial=done,
+                       desc=f"{stage.name} {epoch + 1}/{run.config.epochs}",
+                       disable=not self.show_progress or not self.lead, dynamic_ncols=True)
+            while True:
+                t0 = time.perf_counter()
+                # a damaged record of one process's shard stops every process here
+                batch = distributed.next_on_all_processes(iterator)
+                t1 = time.perf_counter()
+                self.timing["data"] += t1 - t0
+                if batch is None:
+                    break
+                first = self.timing["first_step"] == 0.0
+                state, step_metrics = self.train_step(
+                    state, distributed.to_global(batch, self.mesh))
+                done += 1
+                loss = self._check_finite(state, step_metrics, epoch, done)
+                self.timing["first_step" if first else "steps"] += time.perf_counter() - t1
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.4f}")
+                self._log_and_checkpoint(state, step_metrics, epoch, done, iterator)
+                if self.watch.reached():
+                    bar.close()
+                    self._stop_preempted(state, epoch, done, iterator)
+            bar.close()
         return state
 
     def _stop_preempted(self, state, epoch: int, done: int, iterator):
