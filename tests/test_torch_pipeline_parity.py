@@ -58,16 +58,16 @@ def faces():
     return source, next(iter(loader))
 
 
-def nchw(x):
-    return torch.from_numpy(np.asarray(x, np.float32)).permute(0, 3, 1, 2)
+def nchw(x, dtype=torch.float32):
+    return torch.from_numpy(np.asarray(x)).to(dtype).permute(0, 3, 1, 2)
 
 
-def canvas01(batch):
-    return nchw(batch["canvas"]) / 255.0
+def canvas01(batch, dtype=torch.float32):
+    return nchw(batch["canvas"], dtype) / 255.0
 
 
-def ground_truth_theta(batch, config):
-    centers = torch.from_numpy(np.asarray(batch["centers"] + batch["image_origin"][:, None], np.float32))
+def ground_truth_theta(batch, config, dtype=torch.float32):
+    centers = torch.from_numpy(np.asarray(batch["centers"] + batch["image_origin"][:, None])).to(dtype)
     return theta_from_centers(centers, config.model.crop_size, config.data.canvas_size)
 
 
@@ -169,20 +169,22 @@ def torch_step(stage_name, nets, batch, config, rates, optimizer):
               for n in STAGE_NETWORKS[stage_name]]
     opt = (torch.optim.SGD(groups, lr=0.0) if optimizer == "sgd"
            else torch.optim.Adam(groups, lr=0.0, betas=(0.9, 0.999), eps=1e-8))
-    canvas = canvas01(batch)
+    dtype = next(rough.parameters()).dtype
+    canvas = canvas01(batch, dtype)
     onehot = torch.nn.functional.one_hot(torch.from_numpy(batch["canvas_label"]).long(), 9)
-    onehot = onehot.permute(0, 3, 1, 2).float()
+    onehot = onehot.permute(0, 3, 1, 2).to(dtype)
+    theta_gt = ground_truth_theta(batch, config, dtype)
     if stage_name == "rough":
-        loss = torch.nn.functional.cross_entropy(rough(nchw(batch["rough_image"])),
+        loss = torch.nn.functional.cross_entropy(rough(nchw(batch["rough_image"], dtype)),
                                                  torch.from_numpy(batch["rough_label"]).long())
     elif stage_name == "localizer":
-        probs = torch.softmax(rough(nchw(batch["rough_image"])), 1).detach()
-        loss = smooth_l1_theta(localizer(probs), ground_truth_theta(batch, config))
+        probs = torch.softmax(rough(nchw(batch["rough_image"], dtype)), 1).detach()
+        loss = smooth_l1_theta(localizer(probs), theta_gt)
     else:
         if stage_name == "parts":
-            theta = ground_truth_theta(batch, config)
+            theta = theta_gt
         else:
-            theta = localizer(torch.softmax(rough(nchw(batch["rough_image"])), 1))
+            theta = localizer(torch.softmax(rough(nchw(batch["rough_image"], dtype)), 1))
         from torch_twin import affine_crop
 
         labels = crop_labels(onehot, theta.detach(), crop)
@@ -212,7 +214,14 @@ def our_step(stage_name, model, variables, batch, config, optimizer):
     train_step = jax.jit(step_lib.make_train_step(model, stage, stage_config, tx))
     feats = {k: batch[k] for k in stage.features}
     state, metrics = train_step(state, feats)
-    return {"params": state.params, "batch_stats": state.batch_stats}, float(metrics["loss"])
+    return ({"params": state.params, "batch_stats": state.batch_stats},
+            float(metrics["loss"]))
+
+
+def float64(tree):
+    """float32 leaves -> float64 (numpy), everything else as it is."""
+    return jax.tree.map(
+        lambda x: np.asarray(x, np.float64) if np.asarray(x).dtype == np.float32 else x, tree)
 
 
 def max_difference(a, b):
@@ -223,11 +232,13 @@ def max_difference(a, b):
             for k in flat_a}
 
 
-def training_parity(stage_name, optimizer, faces, model_overrides=None):
+def training_parity(stage_name, optimizer, faces, model_overrides=None, x64=False):
     """(our variables after a step, twin's after a step, start, torch's gradients) as our
     trees. Two faces at rough size 64: at 32 the ResNet's last BatchNorm would see 2
     values per channel (1x1 maps), where train-mode normalisation is ill-conditioned
-    (differences of 3e-3 in theta were measured there, 5e-6 at 64)."""
+    (differences of 3e-3 in theta were measured there, 5e-6 at 64). ``x64``: both sides
+    in float64 (torch ``.double()``, ``jax.enable_x64``; canvas in [0, 1] and part centres
+    in float64)."""
     source, _ = faces
     config = faces_config()
     config.model.rough_size = 64
@@ -237,12 +248,27 @@ def training_parity(stage_name, optimizer, faces, model_overrides=None):
                                         build.input_config(config, 2, training=False))
     batch = next(iter(loader))
     nets = twins(seed=7)
-    start = container_of(*nets)
+    start = {key: {name: t.clone() for name, t in state.items()}
+             for key, state in container_of(*nets).items()}
     model, variables = ours(start, config)
     rates = dict(build.stage_config(config, stage_name).learning_rates)
+    our_batch = batch
+    if x64:
+        nets = tuple(net.double() for net in nets)
+        variables = float64(variables)
+        our_batch = {k: (np.asarray(v, np.float64) / 255.0 if k == "canvas" else v)
+                     for k, v in float64(batch).items()}
     torch_loss, grads = torch_step(stage_name, nets, batch, config, rates, optimizer)
-    after_ours, our_loss = our_step(stage_name, model, variables, batch, config, optimizer)
-    _, after_twin = ours(container_of(*nets), config)
+    with jax.enable_x64(x64):
+        after_ours, our_loss = our_step(stage_name, model, variables, our_batch, config, optimizer)
+        after_ours = jax.device_get(after_ours)
+    if x64:  # the port writes float32: port the twin's step, add it in float64
+        step = {key: {name: (t - start[key][name] if t.is_floating_point() else t)
+                      for name, t in state.items()}
+                for key, state in container_of(*nets).items()}
+        after_twin = jax.tree.map(np.add, variables, float64(ours(step, config)[1]))
+    else:
+        _, after_twin = ours(container_of(*nets), config)
     _, torch_grads = ours(grads, config)
     np.testing.assert_allclose(our_loss, torch_loss, rtol=1e-4)
     return after_ours, after_twin, variables, torch_grads["params"]
@@ -379,3 +405,65 @@ def test_twin_checkpoint_ports_and_scores_the_twins_f1(faces, tmp_path):
     assert expected["overall"] > 0.05  # the parts are found: a meaningful score
     for name, value in expected.items():
         assert scores["f1"][name] == pytest.approx(value, abs=1e-6), name
+
+
+@pytest.mark.slow
+def test_twin_checkpoint_through_the_command_lines(tmp_path, capsys):
+    """The done-when through the commands, with the authors' conventions (port-weights'
+    default config: canvas 1024, rough 128, crop 81): a container the twin saved ->
+    ``stn-icnn port-weights`` -> ``stn-icnn eval --weights`` on the built tiny synthetic
+    test split (4 faces of 200-595 px) scores the F1 the twin computes on the same faces
+    (pooled over the split, each face at its native size against its record's label);
+    ``stn-icnn parse --weights`` parses a photo into a label PNG of the photo's size."""
+    import json
+
+    from PIL import Image
+
+    from dataset_damage import build_tiny
+    from stn_icnn_jax import cli
+    from stn_icnn_jax.photo.real_photos import PHOTO_FILES
+
+    data_dir = build_tiny(tmp_path / "data")
+    config = port.authors_config()
+    config.data.source, config.data.name = "tfds", "synthetic_faces"
+    config.data.builder_config, config.data.data_dir = "tiny", str(data_dir)
+    source = load_sources(config, show_progress=False)["test"]
+    records = [source[i] for i in range(len(source))]
+    batch = next(iter(input_pipeline.make_loader(
+        source, input_pipeline.FEATURES, build.input_config(config, len(records), training=False))))
+    rough, localizer, parts = twins(seed=11)
+    realistic_head(localizer, batch, config, "resnet18")
+    pipeline = TorchPipelineTwin(rough, localizer, parts, config.model.crop_size).eval()
+    with torch.no_grad():
+        twin = pipeline(nchw(batch["rough_image"]), canvas01(batch))
+    preds, targets = [], []
+    for n, record in enumerate(records):
+        (top, left), (h, w) = batch["image_origin"][n], batch["image_size"][n]
+        assert (h, w) == np.asarray(record["label"]).shape  # the loader keeps the order
+        preds.append(twin["labels"][n, top:top + h, left:left + w].numpy())
+        targets.append(np.asarray(record["label"]))
+    expected = twin_f1(preds, targets)
+
+    torch.save({**container_of(rough, localizer, parts), "epoch": 1}, tmp_path / "twin.pth")
+    stnw = tmp_path / "twin.stnw"
+    assert cli.main(["port-weights", "--from", str(tmp_path / "twin.pth"), "--out", str(stnw)]) == 0
+    scores = tmp_path / "eval.json"
+    code = cli.main(["eval", "--weights", str(stnw), "--data", "synthetic_faces", "--data_dir",
+                     str(data_dir), "--config", "tiny", "--split", "test", "--out", str(scores)])
+    assert code == 0, capsys.readouterr().err
+    result = json.loads(scores.read_text())
+    print("twin F1", expected, "eval", result["f1"])
+    assert result["images"] == len(records)
+    assert result["pixels"] == sum(t.size for t in targets)
+    assert expected["overall"] > 0.05  # the crops land on the parts: a meaningful score
+    for name, value in expected.items():
+        assert result["f1"][name] == pytest.approx(value, abs=1e-6), name
+
+    out = tmp_path / "parsed"
+    assert cli.main(["parse", str(PHOTO_FILES["grace_hopper"]()), "--weights", str(stnw),
+                     "--out", str(out), "--no-overlay", "--no_progress"]) == 0
+    (png,) = out.glob("*.labels.png")
+    labels = np.asarray(Image.open(png))
+    with Image.open(PHOTO_FILES["grace_hopper"]()) as photo:
+        assert labels.shape == (photo.height, photo.width)
+    assert labels.max() <= 8 and (labels > 0).any()
