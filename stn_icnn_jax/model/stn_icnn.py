@@ -172,13 +172,15 @@ def to_canvas_theta(theta: jax.Array, batch: dict, config: STNiCNNConfig) -> jax
 
 def theta_at_centers(centers: jax.Array, batch: dict, config: STNiCNNConfig) -> jax.Array:
     """theta of eq. 21 for crops centred on ``centers (N, 6, 2)`` (y, x) image pixels, in
-    the configured frame, (N, 6, 2, 3)."""
-    centers = jnp.asarray(centers, jnp.float32)
+    the configured frame, (N, 6, 2, 3); float32, or float64 for float64 centres."""
+    centers = jnp.asarray(centers)
+    dt = jnp.promote_types(centers.dtype, jnp.float32)
+    centers = centers.astype(dt)
     crop = (config.crop_size, config.crop_size)
     if config.theta_frame == "image":
-        size = jnp.asarray(batch["image_size"], jnp.float32)[:, None, :]
+        size = jnp.asarray(batch["image_size"], dt)[:, None, :]
         return theta_geometry.theta_from_centers(centers, crop, size, config.theta_convention)
-    origin = jnp.asarray(batch["image_origin"], jnp.float32)[:, None, :]
+    origin = jnp.asarray(batch["image_origin"], dt)[:, None, :]
     return theta_geometry.theta_from_centers(centers + origin, crop,
                                              canvas_shape(batch, config), config.theta_convention)
 
@@ -196,7 +198,7 @@ def localizer_theta(theta: jax.Array, batch: dict, config: STNiCNNConfig) -> jax
     ``image_size`` (image frame) in ``batch``."""
     if config.localizer_scale == "predicted":
         return theta
-    native = theta_at_centers(jnp.zeros(theta.shape[:2] + (2,), jnp.float32), batch, config)
+    native = theta_at_centers(jnp.zeros(theta.shape[:2] + (2,), theta.dtype), batch, config)
     diagonal = (jnp.eye(2, 3) == 1)
     return jnp.where(diagonal, native.astype(theta.dtype), theta)
 
