@@ -107,6 +107,27 @@ def test_workers_give_the_same_examples_deterministically(parsed_flags):
         np.testing.assert_array_equal(x["centers"], y["centers"])
 
 
+def test_batches_per_epoch_by_hand():
+    # 1,000 records in batches of 8: 125 in the main process; workers share the records
+    # round robin and each drops its own remainder: 500 + 500 -> 62 + 62,
+    # 334 + 333 + 333 -> 41 * 3; without dropping, 334 -> 42 and 333 -> 42
+    assert ip.batches_per_epoch(1000, 8) == 125
+    assert ip.batches_per_epoch(1000, 8, worker_count=2) == 124
+    assert ip.batches_per_epoch(1000, 8, worker_count=3) == 123
+    assert ip.batches_per_epoch(1000, 8, worker_count=3, drop_remainder=False) == 126
+    assert ip.batches_per_epoch(5, 8, worker_count=2) == 0
+
+
+@pytest.mark.parametrize("workers,drop", [(0, True), (2, True), (3, True), (3, False)])
+def test_batches_per_epoch_is_what_the_loader_yields(parsed_flags, workers, drop):
+    """7 records in batches of 3: 2 batches inline, 2 with 2 workers (4 + 3 records),
+    1 with 3 workers (3 + 2 + 2), 3 with 3 workers keeping the short batches."""
+    cfg = _config(batch_size=3, worker_count=workers, drop_remainder=drop)
+    got = len(list(ip.make_loader(_records(7), STAGES["rough"].features, cfg)))
+    assert got == ip.batches_per_epoch(7, 3, workers, drop)
+    assert got == {(0, True): 2, (2, True): 2, (3, True): 1, (3, False): 3}[workers, drop]
+
+
 def test_image_larger_than_canvas_names_the_record():
     recs = _records()
     with pytest.raises(Exception, match=r"rec0.*does not fit the 40x40 canvas"):

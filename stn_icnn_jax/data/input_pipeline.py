@@ -160,6 +160,22 @@ class Layout(grain.MapTransform):
         return {k: out[k] for k in self._features}
 
 
+def batches_per_epoch(examples: int, batch_size: int, worker_count: int = 0,
+                      drop_remainder: bool = True) -> int:
+    """Batches :func:`make_loader` yields in one epoch of ``examples`` records.
+
+    With ``worker_count = w > 0`` grain hands worker ``i`` the records ``i, i + w, ...``
+    and each worker batches its own share, so each share drops (or keeps short) its own
+    remainder: 1,000 records in batches of 8 make 125 batches in the main process, 124
+    with 2 workers (500 + 500 records: 62 + 62) and 123 with 3 (334 + 333 + 333: 41 each).
+    """
+    shares = [examples // worker_count + (i < examples % worker_count)
+              for i in range(worker_count)] if worker_count > 0 else [examples]
+    if drop_remainder:
+        return sum(n // batch_size for n in shares)
+    return sum(-(-n // batch_size) for n in shares)
+
+
 def make_loader(
     source: Any,
     features: Sequence[str],

@@ -62,10 +62,11 @@ class StageRun:
         self.stage = stage
         self.config = build.stage_config(config, stage.name)
         self.batch_size = distributed.check_batch_size(config.train.batch_size, mesh)
-        augment = build.input_config(config, self.batch_size, training=True).augment
-        copies = augment.copies if augment is not None else 1
+        inputs = build.input_config(config, self.batch_size, training=True)
+        copies = inputs.augment.copies if inputs.augment is not None else 1
         examples = len(sources["train"]) * copies // jax.process_count()
-        self.steps_per_epoch = examples // self.batch_size
+        self.steps_per_epoch = input_pipeline.batches_per_epoch(
+            examples, self.batch_size, inputs.worker_count, inputs.drop_remainder)
         if self.steps_per_epoch == 0:
             raise ValueError(
                 f"stage {stage.name}: {examples} training examples per process make no batch "
