@@ -12,6 +12,7 @@ network; the package itself comes only from the wheel (checked).
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -28,9 +29,12 @@ from stn_icnn_jax.photo.real_photos import PHOTO_FILES
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run(args, cwd, **kwargs) -> subprocess.CompletedProcess:
+def run(args, cwd) -> subprocess.CompletedProcess:
+    """``args`` run in ``cwd`` without PYTHONPATH (which would put a checkout's package
+    before the installed one)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     return subprocess.run([str(a) for a in args], cwd=cwd, capture_output=True, text=True,
-                          timeout=1200, **kwargs)
+                          timeout=1200, env=env)
 
 
 @pytest.fixture(scope="module")
