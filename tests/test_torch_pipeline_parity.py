@@ -379,6 +379,26 @@ def test_batchnorm_unbiased_update_against_torch():
 # --------------------------------------------------------------------------- done when
 
 
+def in_image(batch, n, canvas_map):
+    """Face ``n``'s part of a canvas-sized map ``(..., H, W)``: its own image's region,
+    as their test script crops the canvas back to the image's size."""
+    (top, left), (h, w) = batch["image_origin"][n], batch["image_size"][n]
+    return canvas_map[n, top:top + h, left:left + w]
+
+
+def twin_parses(batch, config, seed=11):
+    """The twin (random weights, a localiser head that crops near the parts) parses
+    every face of ``batch``: ``((rough, localizer, parts), [label map inside each
+    face's image])``."""
+    rough, localizer, parts = twins(seed=seed)
+    realistic_head(localizer, batch, config, "resnet18")
+    pipeline = TorchPipelineTwin(rough, localizer, parts, config.model.crop_size).eval()
+    with torch.no_grad():
+        labels = pipeline(nchw(batch["rough_image"]), canvas01(batch))["labels"].numpy()
+    return (rough, localizer, parts), [in_image(batch, n, labels)
+                                       for n in range(len(batch["image_size"]))]
+
+
 def twin_f1(pred_maps, target_maps):
     """The authors' F1 (docs/authors-code.md §4.1): a 9x9 histogram hist[gt, pred] summed
     over the images, F1_S = 2 sum_{g,p in S} hist / (rows of S + columns of S)."""
@@ -395,18 +415,8 @@ def twin_f1(pred_maps, target_maps):
 def test_twin_checkpoint_ports_and_scores_the_twins_f1(faces, tmp_path):
     source, batch = faces
     config = faces_config()
-    rough, localizer, parts = twins(seed=11)
-    realistic_head(localizer, batch, config, "resnet18")
-    pipeline = TorchPipelineTwin(rough, localizer, parts, config.model.crop_size).eval()
-    # the twin parses each face and scores it inside the image, as their test script
-    # crops the canvas back to the image's own size
-    preds, targets = [], []
-    with torch.no_grad():
-        twin = pipeline(nchw(batch["rough_image"]), canvas01(batch))
-    for n in range(NUM_FACES):
-        (top, left), (h, w) = batch["image_origin"][n], batch["image_size"][n]
-        preds.append(twin["labels"][n, top:top + h, left:left + w].numpy())
-        targets.append(batch["canvas_label"][n, top:top + h, left:left + w])
+    (rough, localizer, parts), preds = twin_parses(batch, config)
+    targets = [in_image(batch, n, batch["canvas_label"]) for n in range(NUM_FACES)]
     expected = twin_f1(preds, targets)
 
     torch.save({**container_of(rough, localizer, parts), "epoch": 1}, tmp_path / "twin.pth")
@@ -447,17 +457,10 @@ def test_twin_checkpoint_through_the_command_lines(tmp_path, capsys):
     records = [source[i] for i in range(len(source))]
     batch = next(iter(input_pipeline.make_loader(
         source, input_pipeline.FEATURES, build.input_config(config, len(records), training=False))))
-    rough, localizer, parts = twins(seed=11)
-    realistic_head(localizer, batch, config, "resnet18")
-    pipeline = TorchPipelineTwin(rough, localizer, parts, config.model.crop_size).eval()
-    with torch.no_grad():
-        twin = pipeline(nchw(batch["rough_image"]), canvas01(batch))
-    preds, targets = [], []
-    for n, record in enumerate(records):
-        (top, left), (h, w) = batch["image_origin"][n], batch["image_size"][n]
-        assert (h, w) == np.asarray(record["label"]).shape  # the loader keeps the order
-        preds.append(twin["labels"][n, top:top + h, left:left + w].numpy())
-        targets.append(np.asarray(record["label"]))
+    (rough, localizer, parts), preds = twin_parses(batch, config)
+    targets = [np.asarray(record["label"]) for record in records]
+    # the loader keeps the order
+    assert [p.shape for p in preds] == [t.shape for t in targets]
     expected = twin_f1(preds, targets)
 
     torch.save({**container_of(rough, localizer, parts), "epoch": 1}, tmp_path / "twin.pth")
