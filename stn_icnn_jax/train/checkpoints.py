@@ -211,9 +211,10 @@ class StageCheckpoints:
             self._manager.reload()  # the steps process 0 wrote and deleted
 
     def _write(self, step: int, state: Any, progress: dict,
-               selection: float | None) -> CheckpointSaveError | None:
+               selection: float | None) -> Exception | None:
         """Writes checkpoint ``step`` (this process); the failure, if any, as the error
-        to raise."""
+        to raise: :class:`CheckpointSaveError` for a failed write, the packing error as
+        it is for a state that cannot be packed."""
         metrics = None if selection is None else {"selection": float(selection), "step": int(step)}
         previous = self.latest_step()
         try:
