@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -13,6 +14,7 @@ import pytest
 
 from stn_icnn_jax.config import base_config, build, load_config
 from stn_icnn_jax.data.sources import load_sources
+from stn_icnn_jax.model import icnn
 from stn_icnn_jax.train import checkpoints, loop, stages, step
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "experiments" / "configs").glob("*.py"))
@@ -100,6 +102,36 @@ def test_a_config_written_before_a_key_was_added_still_matches(tmp_path):
     assert json.loads((tmp_path / "config.json").read_text()) == old  # never rewritten
     model = build.model_config(ml_collections.ConfigDict(old))
     assert model.localizer_scale == "predicted" and model.mirrored_pass == "joint"
+
+
+@pytest.mark.parametrize("preset", ["paper", "authors"])
+def test_head_switches_build_the_head_they_name(preset):
+    """``model.rough_head`` / ``model.parts_head``: "preset" keeps the preset's head
+    (paper reading: BN + ReLU after the second head conv; authors: none), "bn_relu" /
+    "plain" force it for that network only; the parameters follow (a plain head has no
+    ``last_con2_bnm``); a config written before the keys existed builds the preset's
+    heads; typos are refused."""
+    config = base_config()
+    config.model.icnn_preset = preset
+    model = build.model_config(config)
+    assert model.parts.head_conv2_norm_act is model.rough.head_conv2_norm_act is (preset == "paper")
+    old = json.loads(config.to_json(sort_keys=True))
+    del old["model"]["rough_head"], old["model"]["parts_head"]
+    assert build.model_config(ml_collections.ConfigDict(old)) == model
+    for network, other in (("parts", "rough"), ("rough", "parts")):
+        for head, norm_act in (("bn_relu", True), ("plain", False)):
+            changed = base_config()
+            changed.model.icnn_preset = preset
+            changed.model[f"{network}_head"] = head
+            built = build.model_config(changed)
+            assert getattr(built, network).head_conv2_norm_act is norm_act
+            assert getattr(built, other) == getattr(model, other)
+            params = jax.eval_shape(lambda: icnn.ICNN(getattr(built, network)).init(
+                jax.random.key(0), jnp.zeros((1, 16, 16, 3)), train=False))["params"]
+            assert ("last_con2_bnm" in params) is norm_act
+    config.model.parts_head = "relu"
+    with pytest.raises(ValueError, match="model.parts_head must be one of"):
+        build.model_config(config)
 
 
 def test_overrides_parse_values_and_refuse_typos(tmp_path):

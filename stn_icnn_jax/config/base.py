@@ -36,6 +36,8 @@ ADDED_KEYS: dict[str, object] = {
     "model.bn_running_var": "biased",
     "model.mirrored_pass": "joint",
     "model.localizer_scale": "predicted",
+    "model.rough_head": "preset",
+    "model.parts_head": "preset",
 }
 
 
@@ -69,6 +71,8 @@ def base_config() -> ml_collections.ConfigDict:
         icnn_preset="paper",               # "paper" (3x3, BN+ReLU) | "authors" (5x5/9x9, tanh)
         icnn_channels=icnn.channels,
         num_interlink_layers=icnn.num_interlink_layers,
+        rough_head="preset",               # K's head: "preset" | "bn_relu" (paper) | "plain" (authors)
+        parts_head="preset",               # the part models' head, the same choices
         share_left_right=model.share_left_right,
         localizer_backbone=localizer.backbone,  # "vgg9" (paper Fig. 3) | "resnet18" (authors)
         localizer_channels=localizer.channels,

@@ -92,6 +92,13 @@ def apply_override(config: ml_collections.ConfigDict, key: str, raw: str) -> Non
         ) from exc
 
 
+# model.rough_head / model.parts_head: BatchNorm + activation after the iCNN's second head
+# conv (the L-channel conv before the logit conv)? "preset" keeps the preset's choice
+# (paper reading: yes; authors' code: no). With it, the part models (L = 2 or 4) pass
+# through a ReLU bottleneck of 2 or 4 channels just before their logits.
+ICNN_HEADS = {"preset": None, "bn_relu": True, "plain": False}
+
+
 def model_config(config: ml_collections.ConfigDict) -> STNiCNNConfig:
     """The model described by ``config.model`` (localiser head at its default init)."""
     m = config.model
@@ -100,12 +107,19 @@ def model_config(config: ml_collections.ConfigDict) -> STNiCNNConfig:
         return m.get(key, base.ADDED_KEYS[f"model.{key}"])
 
     running_var = added("bn_running_var")
+    heads = {name: added(f"{name}_head") for name in ("rough", "parts")}
+    for name, head in heads.items():
+        if head not in ICNN_HEADS:
+            raise ValueError(f"model.{name}_head must be one of {sorted(ICNN_HEADS)}, "
+                             f"got {head!r}")
 
-    def icnn(labels):
+    def icnn(labels, network):
+        preset = ICNNConfig.from_preset(m.icnn_preset, labels)
+        norm_act = ICNN_HEADS[heads[network]]
         return dataclasses.replace(
-            ICNNConfig.from_preset(m.icnn_preset, labels),
-            channels=tuple(m.icnn_channels), num_interlink_layers=m.num_interlink_layers,
+            preset, channels=tuple(m.icnn_channels), num_interlink_layers=m.num_interlink_layers,
             bn_running_var=running_var,
+            head_conv2_norm_act=preset.head_conv2_norm_act if norm_act is None else norm_act,
         )
 
     localizer = LocalizerConfig(
@@ -114,7 +128,7 @@ def model_config(config: ml_collections.ConfigDict) -> STNiCNNConfig:
         bn_running_var=running_var,
     )
     return STNiCNNConfig(
-        rough=icnn(NUM_CLASSES), parts=icnn(2), share_left_right=m.share_left_right,
+        rough=icnn(NUM_CLASSES, "rough"), parts=icnn(2, "parts"), share_left_right=m.share_left_right,
         mirrored_pass=added("mirrored_pass"),
         localizer=localizer, rough_size=m.rough_size, crop_size=m.crop_size,
         theta_convention=m.theta_convention, theta_frame=m.theta_frame,
