@@ -89,16 +89,19 @@ def test_paper_config_is_table_1_for_helen():
 def test_a_config_written_before_a_key_was_added_still_matches(tmp_path):
     """A work directory's config.json without ``model.localizer_scale`` (written before
     the key existed) is the base config's ``"predicted"``: resuming it with the same
-    settings is allowed, with ``"native"`` refused, and it builds a ``"predicted"`` model."""
+    settings is allowed, with ``"native"`` refused, and it builds a ``"predicted"`` model.
+    Likewise without ``data.photometric``: ``"none"``, and ``"default"`` refused."""
     old = json.loads(base_config().to_json(sort_keys=True))
-    del old["model"]["localizer_scale"], old["model"]["mirrored_pass"]
+    del old["model"]["localizer_scale"], old["model"]["mirrored_pass"], old["data"]["photometric"]
     (tmp_path / "config.json").write_text(json.dumps(old))
     checkpoints.check_or_write_config(tmp_path, base_config().to_json(sort_keys=True))
-    native = base_config()
-    native.model.localizer_scale = "native"
-    with pytest.raises(checkpoints.ConfigMismatchError,
-                       match="model.localizer_scale: 'predicted' there, 'native' now"):
-        checkpoints.check_or_write_config(tmp_path, native.to_json(sort_keys=True))
+    for key, there, now in [("model.localizer_scale", "predicted", "native"),
+                            ("data.photometric", "none", "default")]:
+        changed = base_config()
+        build.apply_override(changed, key, now)
+        with pytest.raises(checkpoints.ConfigMismatchError,
+                           match=f"{key}: '{there}' there, '{now}' now"):
+            checkpoints.check_or_write_config(tmp_path, changed.to_json(sort_keys=True))
     assert json.loads((tmp_path / "config.json").read_text()) == old  # never rewritten
     model = build.model_config(ml_collections.ConfigDict(old))
     assert model.localizer_scale == "predicted" and model.mirrored_pass == "joint"

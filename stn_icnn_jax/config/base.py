@@ -31,8 +31,9 @@ from stn_icnn_jax.train.stages import STAGE_NAMES, StageConfig
 #: Keys added to the configuration after work directories and weights files were first
 #: written, with the value every older one implicitly used: a ``config.json`` without
 #: them still matches (``train.checkpoints.check_or_write_config``) and still builds the
-#: same model (``build.model_config``).
+#: same model and input pipeline (``build.model_config``, ``build.input_config``).
 ADDED_KEYS: dict[str, object] = {
+    "data.photometric": "none",
     "model.bn_running_var": "biased",
     "model.mirrored_pass": "joint",
     "model.localizer_scale": "predicted",
@@ -65,6 +66,8 @@ def base_config() -> ml_collections.ConfigDict:
         center_convention=inputs.center_convention,  # part centres: "paper" | "authors"
         augment="paper",                   # "paper" | "authors" | "none"
         copies=AugmentConfig().copies,     # augmented copies per training image
+        photometric="none",                # "none" (the paper) | "default": colour, gamma,
+                                           # blur, JPEG on training images (data/photometric.py)
         worker_count=inputs.worker_count,  # grain worker processes
     ))
     c.model = ml_collections.ConfigDict(dict(

@@ -19,6 +19,7 @@ import ml_collections
 from stn_icnn_jax.config import base
 from stn_icnn_jax.data import augment as augment_lib
 from stn_icnn_jax.data import input_pipeline
+from stn_icnn_jax.data import photometric as photometric_lib
 from stn_icnn_jax.model.icnn import ICNNConfig
 from stn_icnn_jax.model.localizer import LocalizerConfig
 from stn_icnn_jax.model.stn_icnn import STNiCNNConfig
@@ -152,13 +153,18 @@ def stage_config(config: ml_collections.ConfigDict, name: str) -> stages_lib.Sta
 def input_config(config: ml_collections.ConfigDict, batch_size: int, training: bool,
                  seed: int = 0) -> input_pipeline.InputConfig:
     """How the records become batches: augmented and shuffled for training, plain for
-    evaluation. ``batch_size`` is this process's share."""
+    evaluation. ``batch_size`` is this process's share. ``data.photometric`` adds its
+    operations to every training copy; with ``data.augment="none"`` each image is then
+    one copy, photometric operations only (copy 0 of the paper's scheme is the original)."""
     d = config.data
+    photometric = photometric_lib.preset(d.get("photometric", base.ADDED_KEYS["data.photometric"]))
     augment = None
     if training and d.augment != "none":
         augment = (augment_lib.AugmentConfig() if d.augment == "paper"
                    else augment_lib.AugmentConfig.authors())
-        augment = dataclasses.replace(augment, copies=d.copies)
+        augment = dataclasses.replace(augment, copies=d.copies, photometric=photometric)
+    elif training and photometric is not None:
+        augment = augment_lib.AugmentConfig(copies=1, photometric=photometric)
     return input_pipeline.InputConfig(
         rough_size=config.model.rough_size, canvas_size=d.canvas_size, batch_size=batch_size,
         center_convention=d.center_convention, augment=augment, seed=seed, shuffle=training,

@@ -9,6 +9,10 @@ the original). The authors' scheme (docs/authors-code.md §3.5) groups and range
 Image and soft labels go through the same affine warp: the image bilinear (or nearest,
 as the authors' torchvision defaults), the soft label maps bilinear, after which the
 background channel is recomputed as 255 minus the others, so labels stay a partition.
+
+Optionally (``AugmentConfig.photometric``, off by default: not the paper's), every copy's
+image then goes through the photometric operations of :mod:`stn_icnn_jax.data.photometric`
+(colour, gamma, blur, JPEG); the labels never do.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from typing import Literal
 
 import cv2
 import numpy as np
+
+from stn_icnn_jax.data import photometric as photometric_lib
 
 OPS = ("rotate", "shift", "scale", "noise")
 
@@ -37,6 +43,8 @@ class AugmentConfig:
       noise_on_nonzero_only: add noise only where the image is not black (the
         authors', which keeps padding black).
       image_interpolation: ``"bilinear"`` or ``"nearest"`` for the image warp.
+      photometric: colour / gamma / blur / JPEG operations applied to every copy's image
+        (copy 0 included) after the scheme's operations, or None (the paper: none).
     """
 
     scheme: Literal["paper", "authors"] = "paper"
@@ -47,6 +55,7 @@ class AugmentConfig:
     noise_std: float = 0.1
     noise_on_nonzero_only: bool = False
     image_interpolation: Literal["bilinear", "nearest"] = "bilinear"
+    photometric: photometric_lib.PhotometricConfig | None = None
 
     @classmethod
     def authors(cls) -> "AugmentConfig":
@@ -129,9 +138,13 @@ def augment(
     Args:
       image: ``(H, W, 3)`` uint8 RGB.
       soft_labels: ``(H, W, K)`` uint8 soft maps (0..255), channel 0 background.
-      copy_index: which of the ``config.copies`` copies (0 = original under both schemes).
+      copy_index: which of the ``config.copies`` copies (0 = original under both schemes,
+        before any photometric operations).
       config: ranges and scheme.
-      seed: makes the result deterministic.
+      seed: makes the result deterministic. One generator, ``default_rng(seed)``, draws
+        the scheme's operations and then, with ``config.photometric``, the photometric
+        ones: those come after every draw of the scheme, so the warp and the noise (and
+        so the labels) are the same with and without them.
 
     Returns:
       ``(image (H, W, 3) uint8, soft_labels (H, W, K) uint8)`` of the same size.
@@ -166,6 +179,8 @@ def augment(
         ).reshape(h, w, -1)
         background = np.clip(255.0 - foreground.sum(-1, keepdims=True), 0.0, 255.0)
         out_labels = np.concatenate([background, foreground], axis=-1)
+    if config.photometric is not None:
+        out_image = photometric_lib.apply(out_image, config.photometric, rng)
     return (
         np.clip(np.rint(out_image), 0, 255).astype(np.uint8),
         np.clip(np.rint(out_labels), 0, 255).astype(np.uint8),
