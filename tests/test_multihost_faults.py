@@ -88,6 +88,11 @@ def test_failed_check_of_one_process_is_raised_as_is():
     with pytest.raises(workdir_lock.WorkdirInUseError) as raised:
         distributed.raise_if_any_failed(error)
     assert raised.value is error
+    assert distributed.raise_if_any_failed(None, flag=True) is True
+    assert distributed.raise_if_any_failed(None, flag=False) is False
+    items = iter([7])
+    assert distributed.next_on_all_processes(items) == (7, True)
+    assert distributed.next_on_all_processes(items) == (None, False)
 
 
 # --------------------------------------------------------------------------- damaged records

@@ -63,7 +63,7 @@ class OtherProcessFailed(UserError):
         self.exit_code = exit_code
 
 
-def raise_if_any_failed(error: Exception | None) -> None:
+def raise_if_any_failed(error: Exception | None, flag: bool = False) -> bool:
     """All processes stop together when one of them failed a check.
 
     A collective: every process calls it at the same point with the exception its own
@@ -71,17 +71,20 @@ def raise_if_any_failed(error: Exception | None) -> None:
     and the others :class:`OtherProcessFailed` (``process I stopped the run: MESSAGE``,
     the first failed process's one-line message), instead of waiting forever at the next
     sync point for a process that has gone. One process: raises ``error`` if given.
+
+    Returns whether ``flag`` is True on any process (the same answer on all), gathered in
+    the same collective.
     """
     if jax.process_count() == 1:
         if error is not None:
             raise error
-        return
+        return bool(flag)
     message = b"" if error is None else (one_line(error) or type(error).__name__).encode()
     code = getattr(error, "exit_code", EXIT_FAILURE)
     header = np.asarray(multihost_utils.process_allgather(
-        np.array([error is not None, len(message), code], np.int32))).reshape(-1, 3)
+        np.array([error is not None, len(message), code, bool(flag)], np.int32))).reshape(-1, 4)
     if not header[:, 0].any():
-        return
+        return bool(header[:, 3].any())
     buffer = np.zeros(max(1, int(header[:, 1].max())), np.uint8)
     buffer[: len(message)] = np.frombuffer(message, np.uint8)
     messages = np.asarray(multihost_utils.process_allgather(buffer))
@@ -93,28 +96,21 @@ def raise_if_any_failed(error: Exception | None) -> None:
                              int(header[first, 2]))
 
 
-def next_on_all_processes(iterator: Iterator) -> Any:
-    """``next(iterator, None)`` with one outcome on every process (a collective).
+def next_on_all_processes(iterator: Iterator) -> tuple[Any, bool]:
+    """``(next(iterator, None), whether any process got an item)``, with one outcome on
+    every process (a collective: one all-gather of 4 int32 per call).
 
     Each process reads its own shard of the data, so a read can fail on one process only
     (a damaged record): then every process raises (:func:`raise_if_any_failed`), instead
-    of the others waiting for the failed one in the next step's collective. One process:
-    plain ``next(iterator, None)``.
+    of the others waiting for the failed one in the next step's collective. The second
+    value tells a process whose shard is done whether the others still have batches. One
+    process: ``(next(iterator, None), item is not None)``.
     """
     try:
         item, failure = next(iterator, None), None
     except Exception as exc:  # noqa: BLE001 - every process must hear of it
         item, failure = None, exc
-    raise_if_any_failed(failure)
-    return item
-
-
-def any_process(flag: bool) -> bool:
-    """Whether ``flag`` is True on any process (a collective: the same answer on all)."""
-    if jax.process_count() == 1:
-        return bool(flag)
-    flags = multihost_utils.process_allgather(np.array([flag], np.int32))
-    return bool(np.asarray(flags).any())
+    return item, raise_if_any_failed(failure, item is not None)
 
 
 def connect_collectives(mesh: Mesh) -> None:

@@ -99,8 +99,8 @@ def _batches(source: Any, features, input_config: input_pipeline.InputConfig):
     with input_pipeline.iterate(input_pipeline.make_loader(shard, features,
                                                           input_config)) as own:
         while True:
-            batch = distributed.next_on_all_processes(own)
-            if not distributed.any_process(batch is not None):
+            batch, any_left = distributed.next_on_all_processes(own)
+            if not any_left:
                 return
             if batch is None:
                 fillers = fillers or _fillers(source, features, input_config)

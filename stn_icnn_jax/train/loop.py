@@ -164,7 +164,7 @@ class _Epoch:
             while True:
                 t0 = time.perf_counter()
                 # a damaged record of one process's shard stops every process here
-                batch = distributed.next_on_all_processes(iterator)
+                batch, _ = distributed.next_on_all_processes(iterator)
                 t1 = time.perf_counter()
                 self.timing["data"] += t1 - t0
                 if batch is None:
