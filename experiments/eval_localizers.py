@@ -55,8 +55,7 @@ def centre_error(trained: evaluation.TrainedRun, variables: dict, records: list)
 def settings(trained: evaluation.TrainedRun) -> list:
     """The localiser recipe of a run: scale switch, epochs, halving, best theta loss."""
     stage = trained.config.stages.localizer
-    scale = trained.config.model.get("localizer_scale",
-                                     base.ADDED_KEYS["model.localizer_scale"])
+    scale = base.added_value(trained.config, "model.localizer_scale")
     record = trained.records.get("localizer") or {}
     theta_loss = -record["selection"] if record.get("selection") is not None else float("nan")
     return [scale, stage.epochs, stage.halve_every_epochs, f"{theta_loss:.5f}"]

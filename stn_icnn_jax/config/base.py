@@ -42,6 +42,15 @@ ADDED_KEYS: dict[str, object] = {
 }
 
 
+def added_value(config: ml_collections.ConfigDict, key: str):
+    """``config``'s value of ``key`` (dotted, one of :data:`ADDED_KEYS`), or the value
+    every configuration written before the key existed implicitly used."""
+    *parents, leaf = key.split(".")
+    node = config
+    for part in parents:
+        node = node[part]
+    return node.get(leaf, ADDED_KEYS[key])
+
 def _stage(learning_rates: dict, epochs: int) -> ml_collections.ConfigDict:
     """A stage's fields with StageConfig's defaults (see its docstring)."""
     return ml_collections.ConfigDict(

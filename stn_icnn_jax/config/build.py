@@ -105,7 +105,7 @@ def model_config(config: ml_collections.ConfigDict) -> STNiCNNConfig:
     m = config.model
 
     def added(key):  # a field added after weights files were first written
-        return m.get(key, base.ADDED_KEYS[f"model.{key}"])
+        return base.added_value(config, f"model.{key}")
 
     running_var = added("bn_running_var")
     heads = {name: added(f"{name}_head") for name in ("rough", "parts")}
@@ -157,7 +157,7 @@ def input_config(config: ml_collections.ConfigDict, batch_size: int, training: b
     operations to every training copy; with ``data.augment="none"`` each image is then
     one copy, photometric operations only (copy 0 of the paper's scheme is the original)."""
     d = config.data
-    photometric = photometric_lib.preset(d.get("photometric", base.ADDED_KEYS["data.photometric"]))
+    photometric = photometric_lib.preset(base.added_value(config, "data.photometric"))
     augment = None
     if training and d.augment != "none":
         augment = (augment_lib.AugmentConfig() if d.augment == "paper"
