@@ -38,7 +38,11 @@ model never learnt the upper lip or the inner mouth (validation F1 0.000-0.006 a
 validation F1 on ground-truth crops 0.342 (upper lip 0.004, inner mouth 0.09) with the
 paper reading, 0.665 (upper lip 0.66, inner mouth 0.61, brows 0.49) with the plain head.
 K keeps the paper reading (a 9-channel layer; its first epoch was not better plain: 0.076
-against 0.164).
+against 0.164, the latter from the seed-0 run with the paper head in
+experiments/results/synthetic_main_seeds/paper_part_head/). Commands: ``stn-icnn train
+--config experiments/configs/synthetic.py --workdir W --config.seed=1 --stage parts
+--config.stages.parts.epochs=1 [--config.model.parts_head=plain]`` and, for K, ``--stage
+rough --config.stages.rough.epochs=1 --config.model.rough_head=plain --config.seed=0``.
 """
 
 from stn_icnn_jax.config import base_config
