@@ -215,6 +215,9 @@ def run(args, on_row=None) -> dict:
     work += [("authors", f"parse@{b}") for b in (1, args.batch)]
     work += [(p, s) for s in ("localizer", "end_to_end") for p in PRESETS]
     work += [("paper", f"parse@{b}") for b in (1, args.batch)]
+    if args.only:
+        wanted = {tuple(item.split(":", 1)) for item in args.only.split(",")}
+        work = [(p, w) for p, w in work if (p, w.split("@")[0]) in wanted]
     result = {"peak": peak, "torch_peak": torch_peak, "rows": rows, "todo": len(work)}
     for preset, what in work:
         row = {"preset": preset, "what": what, "load_before": uptime()}
@@ -316,7 +319,9 @@ def write_report(path: Path, args, result: dict, header: str, seconds: float) ->
         "changes during the run it can exceed 100%.",
         "",
         f"Run time so far: {seconds / 60:.1f} min. Re-run: `python experiments/bench_frameworks.py"
-        f"{' --quick' if args.quick else ''} --threads {args.threads}` (pinned: `taskset -c 1 ...`).",
+        f"{' --quick' if args.quick else ''} --threads {args.threads}"
+        f"{f' --batch {args.batch}' if args.batch != (4 if args.quick else 32) else ''}"
+        f"{f' --only {args.only}' if args.only else ''}` (pinned: `taskset -c 1 ...`).",
         "",
     ]
     return markdown.write(path, lines)
@@ -333,6 +338,8 @@ def main(argv=None) -> None:
     parser.add_argument("--peak_n", type=int)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--only", help="rows to run, e.g. paper:rough,authors:parts "
+                                       "(step names: rough, parts, localizer, end_to_end, parse)")
     args = parser.parse_args(argv)
     defaults = (dict(batch=4, canvas=512, reps=2, warmup=1, peak_n=2048) if args.quick else
                 dict(batch=32, canvas=1024, reps=3, warmup=1, peak_n=4096))

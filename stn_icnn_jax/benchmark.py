@@ -53,6 +53,57 @@ def compiled_flops(compiled: Any) -> float:
     return float((cost or {}).get("flops", 0.0))
 
 
+class Prepared:
+    """A function compiled for fixed arguments, ready to be timed call by call.
+
+    ``compile_s``: ``jit(fn).lower(*args).compile()`` alone; ``flops``: XLA's count per
+    call; :meth:`call` runs it once, waits for the result and returns the seconds taken
+    (with ``carry``, the returned state becomes the next call's first argument);
+    ``last``: the latest output."""
+
+    def __init__(self, fn: Callable, *args, carry: bool = False, donate_carry: bool = False):
+        jitted = jax.jit(fn, donate_argnums=(0,) if (carry and donate_carry) else ())
+        started = time.perf_counter()
+        self._compiled = jitted.lower(*args).compile()
+        self.compile_s = time.perf_counter() - started
+        self.flops = compiled_flops(self._compiled)
+        self._args = list(args)
+        if carry and donate_carry:  # the caller's first argument must survive donation
+            self._args[0] = jax.tree.map(jnp.copy, self._args[0])
+        self._carry = carry
+        self.last: Any = None
+
+    def call(self) -> float:
+        started = time.perf_counter()
+        out = self._compiled(*self._args)
+        jax.block_until_ready(out)
+        if self._carry:
+            self._args[0] = out[0]
+        self.last = out
+        return time.perf_counter() - started
+
+
+def _timing(prepared: Prepared, first: float, times: list[float]) -> Timing:
+    return Timing(median_s=statistics.median(times), min_s=min(times), max_s=max(times),
+                  compile_s=prepared.compile_s, first_call_s=first, reps=len(times),
+                  flops=prepared.flops)
+
+
+def interleaved(prepared: dict[str, Prepared], reps: int = 5, warmup: int = 1) -> dict[str, Timing]:
+    """Time several prepared functions side by side: after ``warmup`` untimed calls of
+    each, ``reps`` rounds that call each once in turn, so that a host whose speed drifts
+    (other jobs, clocks) slows all of them alike and their ratios stay fair."""
+    first = {name: (p.call() if warmup > 0 else float("nan")) for name, p in prepared.items()}
+    for _ in range(warmup - 1):
+        for p in prepared.values():
+            p.call()
+    times: dict[str, list[float]] = {name: [] for name in prepared}
+    for _ in range(max(1, reps)):
+        for name, p in prepared.items():
+            times[name].append(p.call())
+    return {name: _timing(p, first[name], times[name]) for name, p in prepared.items()}
+
+
 def time_jitted(fn: Callable, *args, reps: int = 5, warmup: int = 1, carry: bool = False,
                 donate_carry: bool = False, return_output: bool = False):
     """Compile ``fn`` for ``args`` and time it.
@@ -66,33 +117,9 @@ def time_jitted(fn: Callable, *args, reps: int = 5, warmup: int = 1, carry: bool
       donate_carry: donate the first argument's buffers (as the training step does).
       return_output: return ``(timing, last output)`` instead of the timing alone.
     """
-    jitted = jax.jit(fn, donate_argnums=(0,) if (carry and donate_carry) else ())
-    started = time.perf_counter()
-    compiled = jitted.lower(*args).compile()
-    compile_s = time.perf_counter() - started
-    flops = compiled_flops(compiled)
-    args = list(args)
-    if carry and donate_carry:  # the caller's first argument must survive donation
-        args[0] = jax.tree.map(jnp.copy, args[0])
-
-    last = []
-
-    def call() -> float:
-        started = time.perf_counter()
-        out = compiled(*args)
-        jax.block_until_ready(out)
-        if carry:
-            args[0] = out[0]
-        last[:] = [out]
-        return time.perf_counter() - started
-
-    first = call() if warmup > 0 else float("nan")
-    for _ in range(warmup - 1):
-        call()
-    times = [call() for _ in range(max(1, reps))]
-    timing = Timing(median_s=statistics.median(times), min_s=min(times), max_s=max(times),
-                    compile_s=compile_s, first_call_s=first, reps=len(times), flops=flops)
-    return (timing, last[0]) if return_output else timing
+    prepared = Prepared(fn, *args, carry=carry, donate_carry=donate_carry)
+    timing = interleaved({"fn": prepared}, reps=reps, warmup=warmup)["fn"]
+    return (timing, prepared.last) if return_output else timing
 
 
 def peak_gflops(n: int = 2048, reps: int = 5) -> float:
@@ -166,13 +193,13 @@ def _model(config):
     return model, stn_icnn.init_variables(model, jax.random.key(0))
 
 
-def train_step_benchmark(stage: str, preset: Preset, batch: int, *, canvas: int = 1024,
-                         reps: int = 5, warmup: int = 1, config=None) -> dict[str, Any]:
-    """One jitted training step of ``stage`` (``train/step.make_train_step``, Adam), on
-    random data: ``{"stage", "preset", "batch", **Timing.as_dict()}``.
+def prepare_train_step(stage: str, preset: Preset, batch: int, *, canvas: int = 1024,
+                       config=None) -> Prepared:
+    """One training step of ``stage`` (``train/step.make_train_step``, Adam) compiled for
+    a random batch, its state carried from call to call as in a training loop.
 
     ``config``: a training config to use instead of :func:`bench_config` (e.g. tiny
-    widths in tests)."""
+    widths in tests, or a variant under comparison)."""
     from stn_icnn_jax.config import build
     from stn_icnn_jax.train import stages, step as train
 
@@ -184,8 +211,15 @@ def train_step_benchmark(stage: str, preset: Preset, batch: int, *, canvas: int 
     state = train.init_state(variables["params"], variables["batch_stats"], tx)
     data = random_batch(record.features, batch, model.config.rough_size,
                         config.data.canvas_size)
-    timing = time_jitted(train.make_train_step(model, record, stage_cfg, tx), state, data,
-                         reps=reps, warmup=warmup, carry=True, donate_carry=True)
+    return Prepared(train.make_train_step(model, record, stage_cfg, tx), state, data,
+                    carry=True, donate_carry=True)
+
+
+def train_step_benchmark(stage: str, preset: Preset, batch: int, *, canvas: int = 1024,
+                         reps: int = 5, warmup: int = 1, config=None) -> dict[str, Any]:
+    """Time :func:`prepare_train_step`: ``{"stage", "preset", "batch", **Timing.as_dict()}``."""
+    prepared = prepare_train_step(stage, preset, batch, canvas=canvas, config=config)
+    timing = interleaved({"step": prepared}, reps=reps, warmup=warmup)["step"]
     return {"stage": stage, "preset": preset, "batch": batch, **timing.as_dict()}
 
 

@@ -119,7 +119,7 @@ def model_config(config: ml_collections.ConfigDict) -> STNiCNNConfig:
         norm_act = ICNN_HEADS[heads[network]]
         return dataclasses.replace(
             preset, channels=tuple(m.icnn_channels), num_interlink_layers=m.num_interlink_layers,
-            bn_running_var=running_var,
+            bn_running_var=running_var, conv=added("conv"),
             head_conv2_norm_act=preset.head_conv2_norm_act if norm_act is None else norm_act,
         )
 

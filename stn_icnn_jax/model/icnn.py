@@ -77,6 +77,8 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from stn_icnn_jax.model.batchnorm import BatchNorm, check_running_var
+from stn_icnn_jax.model.conv import Conv, resolve_impl
+from stn_icnn_jax.model.pooling import max_pool_3x3_s2
 from stn_icnn_jax.taxonomy import PART_NAMES, PART_NUM_LABELS
 
 __all__ = [
@@ -129,6 +131,8 @@ class ICNNConfig:
       torch_init: PyTorch's default conv init (kaiming_uniform(a=sqrt 5) kernels, bias
         U(+-1/sqrt(fan_in))) instead of flax's (lecun_normal, zero bias).
       in_channels: input channels (RGB = 3).
+      conv: how XLA computes the convolutions ("auto" | "xla" | "channel_tuned",
+        ``model/conv.py``); the same numbers up to float summation order.
     """
 
     num_labels: int
@@ -148,12 +152,14 @@ class ICNNConfig:
     bn_running_var: str = "biased"
     torch_init: bool = True
     in_channels: int = 3
+    conv: str = "auto"
 
     def __post_init__(self):
         if self.num_labels < 1:
             raise ValueError(f"num_labels must be >= 1, got {self.num_labels}")
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
         check_running_var(self.bn_running_var)
+        resolve_impl(self.conv)
         if len(self.channels) < 1 or min(self.channels) < 1:
             raise ValueError(f"channels must be a non-empty tuple of positive ints, got {self.channels}")
         if self.num_interlink_layers < 0:
@@ -225,8 +231,11 @@ class ICNNConfig:
 
 
 def max_pool_down(x: Float[Array, "n h w c"]) -> Float[Array, "n h2 w2 c"]:
-    """Max-pool 3x3, stride 2, padding 1 (padding = -inf, like torch): n -> ceil(n/2)."""
-    return nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+    """Max-pool 3x3, stride 2, padding 1 (padding = -inf, like torch): n -> ceil(n/2).
+
+    ``model/pooling.py``: flax's ``max_pool`` values and gradient, in ops XLA's CPU
+    backend runs faster."""
+    return max_pool_3x3_s2(x)
 
 
 def nearest_up(x: Float[Array, "n h w c"], size: tuple[int, int]) -> Float[Array, "n H W c"]:
@@ -261,21 +270,12 @@ def _torch_bias_init(fan_in: int):
 _torch_kernel_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
 
 
-def _conv(cfg: ICNNConfig, features: int, kernel: int, in_features: int, name: str) -> nn.Conv:
-    pad = kernel // 2
+def _conv(cfg: ICNNConfig, features: int, kernel: int, in_features: int, name: str) -> Conv:
     kw: dict[str, Any] = {}
     if cfg.torch_init:
         kw["kernel_init"] = _torch_kernel_init
         kw["bias_init"] = _torch_bias_init(in_features * kernel * kernel)
-    return nn.Conv(
-        features,
-        (kernel, kernel),
-        strides=(1, 1),
-        padding=((pad, pad), (pad, pad)),
-        use_bias=cfg.use_bias,
-        name=name,
-        **kw,
-    )
+    return Conv(features, kernel, use_bias=cfg.use_bias, impl=cfg.conv, name=name, **kw)
 
 
 def _bn(cfg: ICNNConfig, train: bool, name: str) -> BatchNorm:

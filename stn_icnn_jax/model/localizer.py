@@ -65,6 +65,7 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from stn_icnn_jax.model.batchnorm import BatchNorm, check_running_var
+from stn_icnn_jax.model.pooling import max_pool_3x3_s2
 from stn_icnn_jax.taxonomy import NUM_CLASSES
 
 __all__ = [
@@ -245,7 +246,7 @@ class _ResNet18Features(nn.Module):
         x = nn.Conv(64, (7, 7), (2, 2), padding=((3, 3), (3, 3)), use_bias=False,
                     kernel_init=_conv_init, name="conv1")(x)
         x = nn.relu(_bn(cfg, train, "bn1")(x))
-        x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
+        x = max_pool_3x3_s2(x)
         for layer, (feat, stride) in enumerate(((64, 1), (128, 2), (256, 2), (512, 2)), start=1):
             x = _BasicBlock(cfg, feat, stride, name=f"layer{layer}_0")(x, train)
             x = _BasicBlock(cfg, feat, 1, name=f"layer{layer}_1")(x, train)
