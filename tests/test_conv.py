@@ -63,6 +63,17 @@ def test_weight_gradient_formulations_agree_in_float64():
                                        rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("n,c_in,c_out", [(6, 24, 8), (9, 8, 26), (5, 16, 16)])
+def test_weight_gradient_over_batch_chunks_matches_numpy(n, c_in, c_out):
+    """Batches above conv.DW_CHUNK images are summed chunk by chunk (uneven last chunk)."""
+    assert n > conv_lib.DW_CHUNK
+    x = jax.random.normal(jax.random.key(n), (n, 10, 12, c_in))
+    dy = jax.random.normal(jax.random.key(n + 1), (n, 10, 12, c_out))
+    _, _, want = numpy_conv_and_grads(x, np.zeros((3, 3, c_in, c_out)), dy)
+    got = np.asarray(conv_lib.weight_gradient(x, dy, 3))
+    np.testing.assert_allclose(got, want, rtol=0, atol=2e-5 * np.abs(want).max())
+
+
 @pytest.mark.parametrize("torch_init", [False, True])
 def test_conv_module_has_nn_conv_parameters_and_values(torch_init):
     kw = {}
