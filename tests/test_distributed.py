@@ -142,8 +142,14 @@ def test_four_devices_equal_one_device(equivalence, stage):
     assert r["stats_moved"] > 1e-3
     # ...and each step on 4 devices with global BN does what the 1-device step does
     # from the same state,
-    assert r["stepwise_params_4dev_vs_1dev"] < 1e-5, r
-    assert r["stepwise_stats_4dev_vs_1dev"] < 1e-5, r
+    # (end_to_end within 5e-5: its one step turns the float32 rounding of a different
+    # summation order, e.g. model/conv.py's weight gradient summed over chunks of 4 images
+    # of the global batch against XLA's per-device partial sums, into parameter
+    # differences of ~1e-5 at SGD rate 0.05; a wrong reduction across devices shows as
+    # ~1e-2, see global_step1_stats_vs_quarter_mean below.)
+    tolerance = 1e-5 if stage == "rough" else 5e-5
+    assert r["stepwise_params_4dev_vs_1dev"] < tolerance, r
+    assert r["stepwise_stats_4dev_vs_1dev"] < tolerance, r
     np.testing.assert_allclose(r["loss_4dev"], r["loss_1dev"], rtol=1e-5)
     assert r["replica_divergence_4dev"] == 0.0
     # Free-running (each mesh continues from its own state), ``rough`` stays equal.

@@ -37,13 +37,20 @@ from jaxtyping import Array, Float
 
 CONV_IMPLS: tuple[str, ...] = ("auto", "xla", "channel_tuned")
 
-__all__ = ["CONV_IMPLS", "Conv", "conv_same", "resolve_impl"]
+__all__ = ["CONV_IMPLS", "Conv", "check_impl", "conv_same", "resolve_impl", "weight_gradient"]
+
+
+def check_impl(impl: str) -> None:
+    """Raise ValueError unless ``impl`` is one of :data:`CONV_IMPLS` (touches no backend,
+    so configs can be checked before ``jax.distributed.initialize``)."""
+    if impl not in CONV_IMPLS:
+        raise ValueError(f"conv impl must be one of {CONV_IMPLS}, got {impl!r}")
 
 
 def resolve_impl(impl: str) -> str:
-    """``"auto"`` -> ``"channel_tuned"`` on the CPU backend, ``"xla"`` elsewhere."""
-    if impl not in CONV_IMPLS:
-        raise ValueError(f"conv impl must be one of {CONV_IMPLS}, got {impl!r}")
+    """``"auto"`` -> ``"channel_tuned"`` on the CPU backend, ``"xla"`` elsewhere (asks
+    jax for its default backend, so call it while tracing, not while configuring)."""
+    check_impl(impl)
     if impl == "auto":
         return "channel_tuned" if jax.default_backend() == "cpu" else "xla"
     return impl

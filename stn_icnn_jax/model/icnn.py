@@ -77,7 +77,7 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from stn_icnn_jax.model.batchnorm import BatchNorm, check_running_var
-from stn_icnn_jax.model.conv import Conv, resolve_impl
+from stn_icnn_jax.model.conv import Conv, check_impl
 from stn_icnn_jax.model.pooling import max_pool_3x3_s2
 from stn_icnn_jax.taxonomy import PART_NAMES, PART_NUM_LABELS
 
@@ -159,7 +159,7 @@ class ICNNConfig:
             raise ValueError(f"num_labels must be >= 1, got {self.num_labels}")
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
         check_running_var(self.bn_running_var)
-        resolve_impl(self.conv)
+        check_impl(self.conv)
         if len(self.channels) < 1 or min(self.channels) < 1:
             raise ValueError(f"channels must be a non-empty tuple of positive ints, got {self.channels}")
         if self.num_interlink_layers < 0:
