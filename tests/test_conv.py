@@ -123,3 +123,22 @@ def test_impl_choices():
         ICNNConfig.paper(9).__class__(num_labels=9, conv="fast")
     with pytest.raises(ValueError, match="odd square"):
         conv_lib.conv_same(jnp.zeros((1, 4, 4, 2)), jnp.zeros((2, 2, 2, 3)))
+
+
+def test_vgg9_localizer_is_the_same_with_either_impl():
+    from stn_icnn_jax.model.localizer import Localizer, LocalizerConfig
+
+    x = jax.nn.softmax(jax.random.normal(jax.random.key(0), (2, 32, 32, 9)), -1)
+    out = {}
+    for impl in ("xla", "channel_tuned"):
+        model = Localizer(LocalizerConfig(input_size=32, channels=(8, 8, 12, 12), conv=impl))
+        v = model.init(jax.random.key(1), x, train=False)
+        out[impl] = (model.apply(v, x, train=False),
+                     jax.grad(lambda p: jnp.sum(model.apply(
+                         {"params": p, "batch_stats": v["batch_stats"]}, x, train=False) ** 2))(
+                             v["params"]))
+    np.testing.assert_allclose(out["xla"][0], out["channel_tuned"][0], rtol=1e-5, atol=1e-6)
+    for a, b in zip(jax.tree.leaves(out["xla"][1]), jax.tree.leaves(out["channel_tuned"][1])):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6 * float(np.abs(a).max()) + 1e-9)
+    with pytest.raises(ValueError, match="conv impl must be one of"):
+        LocalizerConfig(conv="fast")

@@ -97,7 +97,7 @@ def base_config() -> ml_collections.ConfigDict:
         localizer_scale=model.localizer_scale,  # "predicted" (eq. 15) | "native" (1:1 crops)
         bn_running_var=icnn.bn_running_var,  # "biased" (flax) | "unbiased" (PyTorch)
         mirrored_pass=model.mirrored_pass,  # right brow/eye: "joint" batch | "separate" calls (authors)
-        conv=icnn.conv,                    # iCNN convs: "auto" | "xla" | "channel_tuned" (model/conv.py)
+        conv=icnn.conv,                    # iCNN / VGG-9 convs: "auto" | "xla" | "channel_tuned" (model/conv.py)
     ))
     c.train = ml_collections.ConfigDict(dict(
         batch_size=32,

@@ -65,6 +65,7 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from stn_icnn_jax.model.batchnorm import BatchNorm, check_running_var
+from stn_icnn_jax.model.conv import Conv, check_impl
 from stn_icnn_jax.model.pooling import max_pool_3x3_s2
 from stn_icnn_jax.taxonomy import NUM_CLASSES
 
@@ -129,6 +130,8 @@ class LocalizerConfig:
       head_init_scale: std of the dense kernel's normal init (0 = zeros).
       bn_epsilon, bn_momentum: flax BatchNorm settings.
       bn_running_var: "biased" (flax) or "unbiased" (PyTorch) running-variance update.
+      conv: how XLA computes the VGG-9's 3x3 convolutions ("auto" | "xla" |
+        "channel_tuned", ``model/conv.py``; the ResNet-18's strided convs are flax's).
     """
 
     backbone: str = "vgg9"
@@ -146,9 +149,11 @@ class LocalizerConfig:
     bn_epsilon: float = 1e-5
     bn_momentum: float = 0.9
     bn_running_var: str = "biased"
+    conv: str = "auto"
 
     def __post_init__(self):
         check_running_var(self.bn_running_var)
+        check_impl(self.conv)
         if self.backbone not in ("vgg9", "resnet18"):
             raise ValueError(f"backbone must be 'vgg9' or 'resnet18', got {self.backbone!r}")
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
@@ -203,8 +208,7 @@ class _VGG9Features(nn.Module):
         cfg = self.config
         p = cfg.pool_padding
         for k, c in enumerate(cfg.channels):
-            x = nn.Conv(c, (3, 3), padding=((1, 1), (1, 1)), kernel_init=_conv_init,
-                        name=f"conv_{k}")(x)
+            x = Conv(c, 3, impl=cfg.conv, kernel_init=_conv_init, name=f"conv_{k}")(x)
             x = nn.relu(_bn(cfg, train, f"bn_{k}")(x))
             if k % 2 == 1:
                 x = nn.avg_pool(x, (cfg.pool_window, cfg.pool_window),
