@@ -1,12 +1,11 @@
-"""The iCNN's convolution: stride 1, "same" zero padding, NHWC, with a choice of how XLA
-is asked to compute it.
+"""The iCNN's (and the VGG-9 localiser's) convolution: stride 1, "same" zero padding,
+NHWC, with a choice of how XLA is asked to compute it.
 
 XLA's CPU convolutions are slow on the iCNN's thin layers, and how slow depends on the
 channel counts more than on the work: measured on a 2-core AVX-512 CPU (batch 8 at
-128x128, 3x3), the weight
-gradient of an 8->26 conv took 52 ms but that of an 8->32 conv 10 ms, and the weight
-gradient of 24->8 took 19 ms but 13 ms when computed as the weight gradient of the
-"swapped" conv (``dy`` as the input, ``x`` as the output gradient). So
+128x128, 3x3), the weight gradient of an 8->26 conv took 52 ms but that of an 8->32 conv
+10 ms, and the weight gradient of 24->8 took 19 ms but 13 ms when computed as the weight
+gradient of the "swapped" conv (``dy`` as the input, ``x`` as the output gradient). So
 ``impl="channel_tuned"`` computes the same numbers (up to float summation order) in the
 shapes XLA's CPU kernels run fastest:
 
@@ -20,9 +19,10 @@ shapes XLA's CPU kernels run fastest:
       dW[a, b, i, o] = sum_{n,y,x} xpad[n, y+a, x+b, i] * dy[n, y, x, o]      (direct)
                      = flip_ab(dWs)[a, b, o, i]^T,  dWs = dW of conv(dy -> x)   (swapped)
 
-``impl="xla"`` is ``lax.conv_general_dilated`` with XLA's own gradients; ``"auto"`` is ``"channel_tuned"`` when the default
-backend is the CPU and ``"xla"`` elsewhere (the channel rules are facts about XLA's CPU
-kernels, not about GPUs or TPUs).
+``impl="xla"`` is ``lax.conv_general_dilated`` with XLA's own gradients; ``"auto"`` is
+``"channel_tuned"`` when the default backend is the CPU and ``"xla"`` elsewhere (the
+channel rules are facts about XLA's CPU kernels, not about GPUs or TPUs). Whole training
+steps: experiments/results/bench_conv_impl_*.md.
 """
 
 from __future__ import annotations
