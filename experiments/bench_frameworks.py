@@ -320,7 +320,7 @@ def write_report(path: Path, args, result: dict, header: str, seconds: float) ->
         "",
         f"Run time so far: {seconds / 60:.1f} min. Re-run: `python experiments/bench_frameworks.py"
         f"{' --quick' if args.quick else ''} --threads {args.threads}"
-        f"{f' --batch {args.batch}' if args.batch != (4 if args.quick else 32) else ''}"
+        f"{f' --batch {args.batch}' if args.batch_given else ''}"
         f"{f' --only {args.only}' if args.only else ''}` (pinned: `taskset -c 1 ...`).",
         "",
     ]
@@ -341,6 +341,7 @@ def main(argv=None) -> None:
     parser.add_argument("--only", help="rows to run, e.g. paper:rough,authors:parts "
                                        "(step names: rough, parts, localizer, end_to_end, parse)")
     args = parser.parse_args(argv)
+    args.batch_given = args.batch is not None
     defaults = (dict(batch=4, canvas=512, reps=2, warmup=1, peak_n=2048) if args.quick else
                 dict(batch=32, canvas=1024, reps=3, warmup=1, peak_n=4096))
     for key, value in defaults.items():

@@ -25,9 +25,6 @@ from pathlib import Path
 
 from stn_icnn_jax import benchmark, markdown
 
-RESULTS = Path(__file__).resolve().parent / "results"
-
-
 def split_variants(items: list[str]) -> list[tuple[str, list[str]]]:
     """``["--variant", "a", "--config.x=1", "--variant", "b"]`` -> [(a, [..]), (b, [])]."""
     variants: list[tuple[str, list[str]]] = []

@@ -25,6 +25,7 @@ import gzip
 import json
 import os
 import re
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -77,7 +78,7 @@ def main(argv=None) -> None:
         kinds[kind] += ms
         counts[kind] += 1
     summed = sum(kinds.values())
-    wall_ms = 1e3 * sorted(wall)[len(wall) // 2]
+    wall_ms = 1e3 * statistics.median(wall)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     lines = [
         f"# Profile of one {args.stage} training step ({args.preset} preset, batch {args.batch})",

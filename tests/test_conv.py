@@ -120,7 +120,7 @@ def test_impl_choices():
     with pytest.raises(ValueError, match="conv impl must be one of"):
         conv_lib.resolve_impl("fast")
     with pytest.raises(ValueError, match="conv impl must be one of"):
-        ICNNConfig.paper(9).__class__(num_labels=9, conv="fast")
+        ICNNConfig(num_labels=9, conv="fast")
     with pytest.raises(ValueError, match="odd square"):
         conv_lib.conv_same(jnp.zeros((1, 4, 4, 2)), jnp.zeros((2, 2, 2, 3)))
 

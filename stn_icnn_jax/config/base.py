@@ -52,6 +52,7 @@ def added_value(config: ml_collections.ConfigDict, key: str):
         node = node[part]
     return node.get(leaf, ADDED_KEYS[key])
 
+
 def _stage(learning_rates: dict, epochs: int) -> ml_collections.ConfigDict:
     """A stage's fields with StageConfig's defaults (see its docstring)."""
     return ml_collections.ConfigDict(

@@ -92,16 +92,18 @@ def _features_axis(c: int) -> int:
 DW_CHUNK = 4
 
 
+def _xla_weight_gradient(inputs: jax.Array, cotangent: jax.Array, k: int) -> jax.Array:
+    """XLA's dL/dW (k, k, C_inputs, C_cotangent) of the same-padded conv of ``inputs``."""
+    template = jnp.zeros((k, k, inputs.shape[-1], cotangent.shape[-1]), inputs.dtype)
+    return jax.vjp(lambda w: _xla_conv(inputs, w), template)[1](cotangent)[0]
+
+
 def _weight_gradient_one(x: jax.Array, dy: jax.Array, k: int) -> jax.Array:
     c_in, c_out = x.shape[-1], dy.shape[-1]
     if c_in > c_out:  # swapped: the output-feature axis is C_in
-        xp = _pad_last(x, _features_axis(c_in))
-        template = jnp.zeros((k, k, c_out, xp.shape[-1]), dy.dtype)
-        dws = jax.vjp(lambda w: _xla_conv(dy, w), template)[1](xp)[0]
+        dws = _xla_weight_gradient(dy, _pad_last(x, _features_axis(c_in)), k)
         return jnp.transpose(jnp.flip(dws, (0, 1)), (0, 1, 3, 2))[:, :, :c_in, :]
-    dyp = _pad_last(dy, _features_axis(c_out))
-    template = jnp.zeros((k, k, c_in, dyp.shape[-1]), x.dtype)
-    return jax.vjp(lambda w: _xla_conv(x, w), template)[1](dyp)[0][..., :c_out]
+    return _xla_weight_gradient(x, _pad_last(dy, _features_axis(c_out)), k)[..., :c_out]
 
 
 def weight_gradient(x: jax.Array, dy: jax.Array, kernel_size: int) -> jax.Array:
