@@ -73,9 +73,13 @@ class Prepared:
         self._carry = carry
         self.last: Any = None
 
-    def call(self) -> float:
+    def call(self, *args) -> float:
+        """Runs once and waits; ``args``: other arguments of the same shapes instead of
+        those compiled for (after the carried state, with ``carry``)."""
         started = time.perf_counter()
-        out = self._compiled(*self._args)
+        if args:
+            args = ([self._args[0]] if self._carry else []) + list(args)
+        out = self._compiled(*(args or self._args))
         jax.block_until_ready(out)
         if self._carry:
             self._args[0] = out[0]

@@ -23,7 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from stn_icnn_jax.config import build
-from stn_icnn_jax.data import input_pipeline
+from stn_icnn_jax.data import input_pipeline, read_ahead
 from stn_icnn_jax.model import stn_icnn
 from stn_icnn_jax.errors import Preempted
 from stn_icnn_jax.train import checkpoints, distributed, evaluate, loader_state, preemption
@@ -158,39 +158,43 @@ class _Epoch:
             if resume_from is not None:
                 iterator.set_state(resume_from)
                 done = run.progress["batch_in_epoch"]
-            bar = tqdm(total=run.steps_per_epoch, initial=done,
-                       desc=f"{stage.name} {epoch + 1}/{run.config.epochs}",
-                       disable=not self.show_progress or not self.lead, dynamic_ncols=True)
-            while True:
-                t0 = time.perf_counter()
-                # a damaged record of one process's shard stops every process here
-                batch, _ = distributed.next_on_all_processes(iterator)
-                t1 = time.perf_counter()
-                self.timing["data"] += t1 - t0
-                if batch is None:
-                    break
-                first = self.timing["first_step"] == 0.0
-                state, step_metrics = self.train_step(
-                    state, distributed.to_global(batch, self.mesh))
-                done += 1
-                loss = self._check_finite(state, step_metrics, epoch, done)
-                self.timing["first_step" if first else "steps"] += time.perf_counter() - t1
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss:.4f}")
-                self._log_and_checkpoint(state, step_metrics, epoch, done, iterator)
-                if self.watch.reached():
-                    bar.close()
-                    self._stop_preempted(state, epoch, done, iterator)
-            bar.close()
+            # the next batches are built while the step runs; `reader.position` is the
+            # data position after the batch last taken (what a checkpoint stores)
+            with read_ahead.ReadAhead(iterator, iterator.get_state) as reader:
+                bar = tqdm(total=run.steps_per_epoch, initial=done,
+                           desc=f"{stage.name} {epoch + 1}/{run.config.epochs}",
+                           disable=not self.show_progress or not self.lead,
+                           dynamic_ncols=True)
+                while True:
+                    t0 = time.perf_counter()
+                    # a damaged record of one process's shard stops every process here
+                    batch, _ = distributed.next_on_all_processes(reader)
+                    t1 = time.perf_counter()
+                    self.timing["data"] += t1 - t0
+                    if batch is None:
+                        break
+                    first = self.timing["first_step"] == 0.0
+                    state, step_metrics = self.train_step(
+                        state, distributed.to_global(batch, self.mesh))
+                    done += 1
+                    loss = self._check_finite(state, step_metrics, epoch, done)
+                    self.timing["first_step" if first else "steps"] += time.perf_counter() - t1
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{loss:.4f}")
+                    self._log_and_checkpoint(state, step_metrics, epoch, done, reader.position)
+                    if self.watch.reached():
+                        bar.close()
+                        self._stop_preempted(state, epoch, done, reader.position)
+                bar.close()
         return state
 
-    def _stop_preempted(self, state, epoch: int, done: int, iterator):
+    def _stop_preempted(self, state, epoch: int, done: int, position: bytes):
         """Saves a checkpoint at this step (unless there is one) and raises Preempted."""
         run, step = self.run, int(state.step)
         if step not in run.ckpt.all_steps():
             run.ckpt.save(step, state, {
                 **run.progress, "epoch": epoch, "batch_in_epoch": done,
-                "loader_state": loader_state.gather_loader_states(iterator.get_state())})
+                "loader_state": loader_state.gather_loader_states(position)})
         message = (f"[{run.stage.name}] stopped by {self.watch.signal_name} after step {step} "
                    f"(epoch {epoch + 1}, batch {done}); checkpoint saved in "
                    f"{run.ckpt.directory / str(step)}.")
@@ -214,7 +218,8 @@ class _Epoch:
         self.log.write("error", name, step, {"epoch": epoch, "message": message})
         raise FloatingPointError(message)
 
-    def _log_and_checkpoint(self, state, step_metrics, epoch: int, done: int, iterator):
+    def _log_and_checkpoint(self, state, step_metrics, epoch: int, done: int,
+                            position: bytes):
         run, step = self.run, int(state.step)
         if step % max(1, self.config.train.log_every_steps) == 0:
             self.log.write("train", run.stage.name, step, {
@@ -224,7 +229,7 @@ class _Epoch:
             t0 = time.perf_counter()
             run.ckpt.save(step, state, {
                 **run.progress, "epoch": epoch, "batch_in_epoch": done,
-                "loader_state": loader_state.gather_loader_states(iterator.get_state())})
+                "loader_state": loader_state.gather_loader_states(position)})
             self.timing["checkpoint"] += time.perf_counter() - t0
 
     def validate(self, state, epoch: int) -> None:
