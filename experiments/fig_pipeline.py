@@ -46,7 +46,8 @@ def main(argv=None) -> Path:
     for i, record in enumerate(records):
         image = np.asarray(record["image"])
         (top, left), (h, w) = batch["image_origin"][i], batch["image_size"][i]
-        rough = common.colour(np.asarray(stn["rough_logits"][i]).argmax(-1))
+        rough = common.colour(np.asarray(
+            stn_icnn.read_rough_map(stn["rough_logits"][i], model.config)).argmax(-1))
         stn_boxes = common.window_boxes(stn["theta_canvas"][i], canvas, (top, left))
         icnn_boxes = common.window_boxes(icnn["theta_canvas"][i], canvas, (top, left))
         boxed = common.draw_boxes(image, icnn_boxes, (255, 0, 255), max(1, h // 150))

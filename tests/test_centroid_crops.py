@@ -101,3 +101,52 @@ def test_centers_from_theta_inverts_eq21(convention):
     theta = theta_geometry.theta_from_centers(centers, (81, 81), sizes, convention)
     back = theta_geometry.centers_from_theta(theta, sizes, convention)
     np.testing.assert_allclose(np.asarray(back), centers, atol=2e-3)
+
+
+def test_background_logit_drops_weak_part_pixels_before_the_centroid():
+    """A weak brow_L pixel at (2, 1) (brow logit 1, background 0) joins the brow in K's
+    map and pulls its centroid to (4/3, 4/3) -> image (round(8.67), round(5.0)) = (9, 5);
+    with log(10) added to the background logit it is background and the centroid is the
+    strong pixels' (1, 1.5) -> (7, 6). The strong pixels (logit 5) stay."""
+    logits, batch = _batch([ROUGH])
+    logits = logits.at[0, 2, 1, 1].set(1.0).at[0, 2, 1, 0].set(0.0)
+    for bias, want_brow_l in ((0.0, [9, 5]), (float(np.log(10.0)), [7, 6])):
+        cfg = dataclasses.replace(_config(), rough_background_logit=bias)
+        theta, present = stn_icnn.centroid_theta(logits, batch, cfg)
+        got = np.asarray(theta_geometry.centers_from_theta(theta, np.array(IMAGE, np.float32)))
+        want = EXPECTED.copy()
+        want[0] = want_brow_l
+        np.testing.assert_allclose(got[0], want, atol=1e-4)
+        assert np.asarray(present).all()
+
+
+def test_read_rough_map_shifts_only_the_background_logit():
+    logits = jax.random.normal(jax.random.key(0), (2, 4, 4, 9))
+    cfg = dataclasses.replace(_config(), rough_background_logit=1.5)
+    read = np.asarray(stn_icnn.read_rough_map(logits, cfg))
+    np.testing.assert_allclose(read[..., 0], np.asarray(logits[..., 0]) + 1.5, rtol=1e-6)
+    np.testing.assert_array_equal(read[..., 1:], np.asarray(logits[..., 1:]))
+    assert stn_icnn.read_rough_map(logits, _config()) is logits
+
+
+def test_localiser_reads_k_map_with_the_background_logit():
+    """L's input is the softmax of K's logits as read: with a background logit b, L sees
+    what it would see without b on logits whose background channel is shifted by b."""
+    base = _config()
+    shifted = dataclasses.replace(base, rough_background_logit=2.0)
+    r = base.rough_size
+    logits = jax.random.normal(jax.random.key(1), (2, r, r, 9))
+    model = stn_icnn.STNiCNN(base)
+    variables = model.init(jax.random.key(0), logits, False, method=stn_icnn.STNiCNN.localize)
+    # L's last layer starts at zero (theta = its init box whatever the input): perturb it
+    leaves, tree = jax.tree.flatten(variables["params"])
+    keys = jax.random.split(jax.random.key(2), len(leaves))
+    variables = {**variables, "params": jax.tree.unflatten(tree, [
+        p + 0.05 * jax.random.normal(k, p.shape) for p, k in zip(leaves, keys)])}
+    with_b = stn_icnn.STNiCNN(shifted).apply(variables, logits, False,
+                                             method=stn_icnn.STNiCNN.localize)
+    by_hand = model.apply(variables, logits.at[..., 0].add(2.0), False,
+                          method=stn_icnn.STNiCNN.localize)
+    plain = model.apply(variables, logits, False, method=stn_icnn.STNiCNN.localize)
+    np.testing.assert_allclose(np.asarray(with_b), np.asarray(by_hand), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(np.asarray(with_b), np.asarray(plain), atol=1e-4)

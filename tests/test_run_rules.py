@@ -93,6 +93,7 @@ def test_a_config_written_before_a_key_was_added_still_matches(tmp_path):
     Likewise without ``data.photometric``: ``"none"``, and ``"default"`` refused."""
     old = json.loads(base_config().to_json(sort_keys=True))
     del old["model"]["localizer_scale"], old["model"]["mirrored_pass"], old["data"]["photometric"]
+    del old["model"]["rough_background_logit"]
     (tmp_path / "config.json").write_text(json.dumps(old))
     checkpoints.check_or_write_config(tmp_path, base_config().to_json(sort_keys=True))
     for key, there, now in [("model.localizer_scale", "predicted", "native"),
@@ -105,6 +106,7 @@ def test_a_config_written_before_a_key_was_added_still_matches(tmp_path):
     assert json.loads((tmp_path / "config.json").read_text()) == old  # never rewritten
     model = build.model_config(ml_collections.ConfigDict(old))
     assert model.localizer_scale == "predicted" and model.mirrored_pass == "joint"
+    assert model.rough_background_logit == 0.0
 
 
 @pytest.mark.parametrize("preset", ["paper", "authors"])

@@ -40,6 +40,7 @@ ADDED_KEYS: dict[str, object] = {
     "model.rough_head": "preset",
     "model.parts_head": "preset",
     "model.conv": "auto",
+    "model.rough_background_logit": 0.0,
 }
 
 
@@ -96,6 +97,8 @@ def base_config() -> ml_collections.ConfigDict:
         theta_convention=model.theta_convention,  # "paper" (eq. 21) | "authors" (align_corners)
         theta_frame=model.theta_frame,     # "image" (eq. 21) | "canvas" (authors)
         localizer_scale=model.localizer_scale,  # "predicted" (eq. 15) | "native" (1:1 crops)
+        rough_background_logit=model.rough_background_logit,  # + K's background logit where
+                                           # its map is read, not in its loss (0 = paper)
         bn_running_var=icnn.bn_running_var,  # "biased" (flax) | "unbiased" (PyTorch)
         mirrored_pass=model.mirrored_pass,  # right brow/eye: "joint" batch | "separate" calls (authors)
         conv=icnn.conv,                    # iCNN / VGG-9 convs: "auto" | "xla" | "channel_tuned" (model/conv.py)

@@ -134,6 +134,7 @@ def model_config(config: ml_collections.ConfigDict) -> STNiCNNConfig:
         localizer=localizer, rough_size=m.rough_size, crop_size=m.crop_size,
         theta_convention=m.theta_convention, theta_frame=m.theta_frame,
         localizer_scale=added("localizer_scale"), canvas_size=config.data.canvas_size,
+        rough_background_logit=float(added("rough_background_logit")),
     )
 
 

@@ -56,6 +56,11 @@ class STNiCNNConfig:
         or ``"native"`` (L predicts only the window centres; the scale is eq. 21's 1:1
         one, so the part models see crops at the image's own resolution, as in their
         pre-training). See :func:`localizer_theta`.
+      rough_background_logit: added to K's background logit wherever K's map is read
+        (L's input, the centroid cropper, K's own score), never in K's loss. 0 (default)
+        is the paper. A K trained with its parts' pixels weighted W times
+        (``stages.rough.foreground_weight``) over-predicts the parts by about that prior
+        factor; ``log(W')`` here takes it back at read time (logit adjustment).
       paste_margin: extra pixels around each patch in the paste-back window (covers
         predicted scales a little above 1:1; pixels beyond the window are dropped).
       canvas_size: side of the zero-padded canvas the crops are taken from; part of the
@@ -72,6 +77,7 @@ class STNiCNNConfig:
     theta_convention: Literal["paper", "authors"] = "paper"
     theta_frame: Literal["image", "canvas"] = "image"
     localizer_scale: Literal["predicted", "native"] = "predicted"
+    rough_background_logit: float = 0.0
     paste_margin: int = 8
     canvas_size: int = 1024
 
@@ -131,7 +137,8 @@ class STNiCNN(nn.Module):
 
     def localize(self, rough_logits: jax.Array, train: bool) -> jax.Array:
         """(N, r, r, 9) logits -> theta (N, 6, 2, 3) in the configured frame (eq. 2)."""
-        return self.localizer(jax.nn.softmax(rough_logits, axis=-1), train)
+        return self.localizer(
+            jax.nn.softmax(read_rough_map(rough_logits, self.config), axis=-1), train)
 
     def part_logits(self, patches: jax.Array, train: bool) -> tuple[jax.Array, ...]:
         """(N, 6, h, w, 3) -> six (N, h, w, C_i) logits (eq. 4)."""
@@ -141,6 +148,14 @@ class STNiCNN(nn.Module):
         """Touches every sub-network once (for ``init``)."""
         logits = self.rough_logits(rough_image, train)
         return logits, self.localize(logits, train), self.part_logits(patches, train)
+
+
+def read_rough_map(rough_logits: jax.Array, config: STNiCNNConfig) -> jax.Array:
+    """K's (N, r, r, 9) logits as its map is read downstream: the background logit plus
+    ``config.rough_background_logit`` (the same logits when it is 0)."""
+    if not config.rough_background_logit:
+        return rough_logits
+    return rough_logits.at[..., 0].add(config.rough_background_logit)
 
 
 # --------------------------------------------------------------------------- theta
@@ -248,7 +263,7 @@ def centroid_theta(rough_logits: jax.Array, batch: dict,
       where the fallback was used).
     """
     rough_h, rough_w = rough_logits.shape[1:3]
-    labels = jnp.argmax(rough_logits, axis=-1)
+    labels = jnp.argmax(read_rough_map(rough_logits, config), axis=-1)
     onehot = jax.nn.one_hot(labels, NUM_CLASSES, dtype=jnp.float32)
     centroids, mass = part_centers.part_centroids(onehot)
     present = mass >= 1.0

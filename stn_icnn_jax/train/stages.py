@@ -177,7 +177,7 @@ def _rough_eval(model, variables, batch):
     """K's own label map against the resized label: per-example confusion (N, 9, 9)."""
     logits = model.apply(variables, batch["rough_image"], False,
                          method=stn_icnn.STNiCNN.rough_logits)
-    pred = jnp.argmax(logits, -1).astype(jnp.int32)
+    pred = jnp.argmax(stn_icnn.read_rough_map(logits, model.config), -1).astype(jnp.int32)
     return {"confusion": jax.vmap(metrics.confusion_matrix)(pred, batch["rough_label"])}
 
 
