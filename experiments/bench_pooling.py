@@ -14,7 +14,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import sys
 
 import flax.linen as nn
 import jax
@@ -82,10 +81,7 @@ def main(argv=None) -> None:
         lines += ["", "Whole training step (ms):", ""]
         lines += markdown.table(["stage", "reduce_window", "nine views", "ratio"],
                                 step_rows(args.preset, args.stage, args.batch, args.reps))
-    lines += ["", "Command: `python experiments/bench_pooling.py " + " ".join(
-        argv if argv is not None else sys.argv[1:]) + "`", ""]
-    print("\n".join(lines))
-    markdown.write(args.out, lines)
+    markdown.report(lines, "experiments/bench_pooling.py", argv, args.out)
 
 
 if __name__ == "__main__":

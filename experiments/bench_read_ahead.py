@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 
 import jax
@@ -94,10 +93,7 @@ def main(argv=None) -> None:
              "N`: the reading thread's scheduling niceness.", ""]
     lines += markdown.table(["stage", "batch", "data alone (ms)", "step alone (ms)", "in turn"]
                             + [f"read ahead, nice {n}" for n in niceness], rows)
-    lines += ["", "Command: `python experiments/bench_read_ahead.py " + " ".join(
-        argv if argv is not None else sys.argv[1:]) + "`", ""]
-    print("\n".join(lines))
-    markdown.write(args.out, lines)
+    markdown.report(lines, "experiments/bench_read_ahead.py", argv, args.out)
 
 
 if __name__ == "__main__":

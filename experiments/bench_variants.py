@@ -19,7 +19,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -79,8 +78,6 @@ def main(argv=None) -> None:
     variants = split_variants(rest)
     started = time.time()
     rows = run(args, variants)
-    command = "python experiments/bench_variants.py " + " ".join(
-        (argv if argv is not None else sys.argv[1:]))
     lines = [
         f"# Step time of config variants, interleaved ({args.preset} preset, batch "
         f"{args.batch})",
@@ -93,11 +90,7 @@ def main(argv=None) -> None:
     ]
     lines += markdown.table(["stage", "variant", "overrides", "median ms", "range ms",
                              "vs first", "compile s", "GFLOP/step"], rows)
-    lines += ["", f"Command: `{command}`", ""]
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        markdown.write(args.out, lines)
+    markdown.report(lines, "experiments/bench_variants.py", argv, args.out)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,6 @@ import json
 import os
 import re
 import statistics
-import sys
 import tempfile
 from pathlib import Path
 
@@ -96,11 +95,7 @@ def main(argv=None) -> None:
     lines += markdown.table(["operation", "ms per step"],
                             [[name, f"{ms:.2f}"] for name, ms in
                              collections.Counter(ops).most_common(args.top)])
-    lines += ["", "Command: `python experiments/profile_step.py " + " ".join(
-        argv if argv is not None else sys.argv[1:]) + "`", ""]
-    print("\n".join(lines))
-    if args.out:
-        markdown.write(args.out, lines)
+    markdown.report(lines, "experiments/profile_step.py", argv, args.out)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-import sys
 
 from stn_icnn_jax import evaluation, markdown
 from stn_icnn_jax.model import stn_icnn
@@ -68,11 +67,7 @@ def main(argv=None) -> None:
              "rough map, and the iCNN row (the run's part models on the centroids of K's "
              "map).", ""]
     lines += markdown.table(["run", "value", "e^value", "what", *F1_SETS], rows)
-    lines += ["", "Command: `python experiments/sweep_background_logit.py " + " ".join(
-        argv if argv is not None else sys.argv[1:]) + "`", ""]
-    print("\n".join(lines))
-    if args.out:
-        markdown.write(args.out, lines)
+    markdown.report(lines, "experiments/sweep_background_logit.py", argv, args.out)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ puts a report's lines into a file (parent folders created) and returns its text.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -27,4 +28,18 @@ def write(path: str | Path, lines: Iterable[str]) -> str:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
+    return text
+
+
+def report(lines: list[str], script: str, argv: Sequence[str] | None,
+           out: str | Path | None) -> str:
+    """Ends a script's report with the command that made it (``python SCRIPT ARGS``;
+    ``argv`` None: this process's arguments), prints it and writes it to ``out`` (if
+    given); returns the text."""
+    command = " ".join(["python", script, *(argv if argv is not None else sys.argv[1:])])
+    lines = [*lines, "", f"Command: `{command}`", ""]
+    text = "\n".join(lines)
+    print(text)
+    if out:
+        write(out, lines)
     return text

@@ -20,3 +20,12 @@ def test_write_creates_the_folder_and_returns_the_text(tmp_path):
     text = markdown.write(path, ["# Title", "", *markdown.table(["x"], [[1]]), ""])
     assert text == "# Title\n\n| x |\n|---|\n| 1 |\n"
     assert path.read_text() == text
+
+
+def test_report_ends_with_the_command_prints_and_writes(tmp_path, capsys):
+    path = tmp_path / "r.md"
+    text = markdown.report(["# R", ""], "experiments/x.py", ["--a", "1"], path)
+    assert text == "# R\n\n\nCommand: `python experiments/x.py --a 1`\n"
+    assert path.read_text() == text
+    assert capsys.readouterr().out == text + "\n"
+    assert markdown.report(["# R"], "x.py", [], None) == "# R\n\nCommand: `python x.py`\n"
