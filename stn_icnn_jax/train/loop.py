@@ -8,7 +8,9 @@ stage with :class:`FloatingPointError`, keeping the last good checkpoint. SIGTER
 SIGINT (with a :class:`~stn_icnn_jax.train.preemption.PreemptionWatch`) finishes the
 step, saves a checkpoint with the data position and stops with
 :class:`~stn_icnn_jax.errors.Preempted`. A damaged newest (or best) checkpoint is moved
-aside and the newest (best) readable one used (:mod:`.checkpoints`).
+aside and the newest (best) readable one used (:mod:`.checkpoints`). The next batches
+are built in a thread while a step runs (:mod:`stn_icnn_jax.data.read_ahead`); the
+``data`` seconds of a stage's time record are the waits for them.
 """
 
 from __future__ import annotations
