@@ -24,6 +24,7 @@ from pathlib import Path
 
 from stn_icnn_jax import benchmark, markdown
 
+
 def split_variants(items: list[str]) -> list[tuple[str, list[str]]]:
     """``["--variant", "a", "--config.x=1", "--variant", "b"]`` -> [(a, [..]), (b, [])]."""
     variants: list[tuple[str, list[str]]] = []

@@ -23,7 +23,7 @@ import numpy as np
 
 from stn_icnn_jax import evaluation
 from stn_icnn_jax.taxonomy import F1_SETS
-from stn_icnn_jax.train import distributed, evaluate, loop, run
+from stn_icnn_jax.train import distributed, run
 from stn_icnn_jax.train.stages import STAGES
 
 CLASSES = tuple(F1_SETS)
@@ -39,9 +39,7 @@ def _records(workdir: Path) -> list[dict]:
 def rough_test_f1(config, workdir: Path, mesh) -> dict:
     """K's own F1 per class on the test split (its best `rough` checkpoint)."""
     model, sources, after = run.load_trained(config, workdir, mesh, until="rough")
-    stage = STAGES["rough"]
-    return evaluate.evaluate(stage, evaluate.EvalFunctions(model, mesh)(stage), after["rough"],
-                             sources["test"], loop.eval_input_config(config, mesh), mesh)["f1"]
+    return evaluation.score_rough_map(model, after["rough"], config, sources["test"], mesh)
 
 
 def stage_seconds(records: list[dict]) -> dict[str, float]:

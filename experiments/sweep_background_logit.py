@@ -24,8 +24,7 @@ import math
 from stn_icnn_jax import evaluation, markdown
 from stn_icnn_jax.model import stn_icnn
 from stn_icnn_jax.taxonomy import F1_SETS
-from stn_icnn_jax.train import distributed, evaluate, loop
-from stn_icnn_jax.train.stages import STAGES
+from stn_icnn_jax.train import distributed, evaluate
 
 
 def scores(workdir: str, values: list[float], split: str) -> list[list]:
@@ -40,9 +39,8 @@ def scores(workdir: str, values: list[float], split: str) -> list[list]:
         model = stn_icnn.STNiCNN(dataclasses.replace(trained.model.config,
                                                      rough_background_logit=value))
         fns = evaluate.EvalFunctions(model, mesh)
-        own = evaluate.evaluate(STAGES["rough"], fns(STAGES["rough"]),
-                                trained.variables["rough"], source,
-                                loop.eval_input_config(config, mesh), mesh)["f1"]
+        own = evaluation.score_rough_map(model, trained.variables["rough"], config, source,
+                                         mesh, eval_fns=fns)
         icnn = evaluation.score(model, icnn_variables, config, source, "centroid", mesh,
                                 eval_fns=fns)["f1"]
         for what, f1 in (("K's own map", own), ("iCNN (centroid crops)", icnn)):

@@ -40,7 +40,7 @@ from stn_icnn_jax.model import stn_icnn
 from stn_icnn_jax.train import distributed, evaluate, loop
 from stn_icnn_jax.train import run as run_lib
 from stn_icnn_jax.train.metric_log import json_safe
-from stn_icnn_jax.train.stages import PARSE_EVALUATIONS, STAGE_NAMES
+from stn_icnn_jax.train.stages import PARSE_EVALUATIONS, STAGE_NAMES, STAGES
 
 #: Where the part crops come from (``--crops``).
 CROPS: tuple[str, ...] = stn_icnn.THETA_SOURCES
@@ -295,6 +295,17 @@ def score(model: stn_icnn.STNiCNN, variables: dict, config: ml_collections.Confi
     result = evaluate.evaluate(stage, eval_fns(stage), variables, source,
                                loop.eval_input_config(config, mesh), mesh)
     return {**result, "images": len(source)}
+
+
+def score_rough_map(model: stn_icnn.STNiCNN, variables: dict,
+                    config: ml_collections.ConfigDict, source: Any, mesh,
+                    eval_fns: evaluate.EvalFunctions | None = None) -> dict:
+    """K's own F1 per class on its rough map (as read: ``read_rough_map``) over
+    ``source`` against the resized labels."""
+    stage = STAGES["rough"]
+    eval_fns = eval_fns or evaluate.EvalFunctions(model, mesh)
+    return evaluate.evaluate(stage, eval_fns(stage), variables, source,
+                             loop.eval_input_config(config, mesh), mesh)["f1"]
 
 
 def _mesh_for(config: ml_collections.ConfigDict):
