@@ -308,7 +308,8 @@ def score_rough_map(model: stn_icnn.STNiCNN, variables: dict,
                              loop.eval_input_config(config, mesh), mesh)["f1"]
 
 
-def _mesh_for(config: ml_collections.ConfigDict):
+def mesh_for(config: ml_collections.ConfigDict):
+    """The device mesh a run's configuration asks for (all devices by default)."""
     return distributed.make_mesh(config.train.num_devices or None)
 
 
@@ -324,7 +325,7 @@ def evaluate_workdir(workdir: str | Path, stage: str = "end_to_end", split: str 
         _check_trained(workdir, [s for s in required if s not in on_disk], stage, crops)
     eval_config = data.apply(config)
     source = split_source(eval_config, split)  # a missing dataset / split before loading
-    mesh = _mesh_for(config)
+    mesh = mesh_for(config)
     trained = load_run(workdir, mesh, until=stage)
     variables = trained.variables_for(stage, crops)
     scores = score(trained.model, variables, eval_config, source, crops, mesh)
@@ -340,7 +341,7 @@ def evaluate_weights(path: str | Path, split: str = "test", crops: str = "predic
     weights = weights_lib.load(path)
     eval_config = data.apply(weights.config)
     source = split_source(eval_config, split)
-    mesh = _mesh_for(weights.config)
+    mesh = mesh_for(weights.config)
     weights, model, variables = load_weights(path, mesh, weights)
     scores = score(model, variables, eval_config, source, crops, mesh)
     return {"model": {"weights": str(Path(path).absolute())},
@@ -355,7 +356,7 @@ def table2(workdir: str | Path, split: str = "test", data: DataChoice = DataChoi
     config = read_run_config(Path(workdir).expanduser().absolute())
     eval_config = data.apply(config)
     source = split_source(eval_config, split)
-    mesh = _mesh_for(config)
+    mesh = mesh_for(config)
     trained = load_run(workdir, mesh)
     eval_fns = evaluate.EvalFunctions(trained.model, mesh)
     out = {}

@@ -52,3 +52,35 @@ def test_bundled_weights_parse_the_real_photos_above_the_floor():
     assert set(per_photo) == {"grace_hopper", "astronaut"}
     assert all(row["faces_found"] >= 1 for row in per_photo.values())
     assert scores["overall"] >= REAL_PHOTO_FLOOR
+
+
+def test_crop_labels_by_hand():
+    """A box reaching one pixel past the top-left corner: background there, the photo's
+    labels elsewhere; then a 2x nearest enlargement repeats each label."""
+    from stn_icnn_jax.photo import framing
+
+    labels = np.arange(1, 21, dtype=np.uint8).reshape(4, 5)
+    frame = framing.Frame(box=(-1, -1, 2, 1), size=(2, 3))
+    np.testing.assert_array_equal(framing.crop_labels(labels, frame), [[0, 0, 0], [0, 1, 2]])
+    frame = framing.Frame(box=(3, 2, 5, 4), size=(4, 4))
+    np.testing.assert_array_equal(framing.crop_labels(labels, frame), [
+        [14, 14, 15, 15], [14, 14, 15, 15], [19, 19, 20, 20], [19, 19, 20, 20]])
+
+
+def test_framed_records_carry_the_framed_labels():
+    """The records the cropper diagnosis scores: each photo's face framed as parse
+    frames it, the soft labels' hard label equal to the hand labels cropped the same way,
+    and the framed face holding the photo's facial classes."""
+    from stn_icnn_jax.data import labels as labels_lib
+    from stn_icnn_jax.photo import framing
+
+    records = real_photos.framed_records(max_side=640)
+    photos = {name: (image, label) for name, image, label in real_photos.real_photo_set()}
+    assert sorted(r["name"] for r in records) == ["astronaut#0", "grace_hopper#0"]
+    for record in records:
+        image, label = photos[record["name"].split("#")[0]]
+        frame = framing.find_frames(image, 640)[0][0]
+        assert record["image"].shape == (*frame.size, 3)
+        hard = labels_lib.hard_label(record["soft_labels"])
+        np.testing.assert_array_equal(hard, framing.crop_labels(label, frame))
+        assert set(np.unique(hard)) == set(np.unique(label))

@@ -157,6 +157,18 @@ def crop(image: np.ndarray, frame: Frame) -> np.ndarray:
                       interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 
+def crop_labels(labels: np.ndarray, frame: Frame) -> np.ndarray:
+    """The frame's pixels of an (H, W) label map at ``frame.size`` (nearest, as
+    :func:`crop` does with the image); parts of the box outside the photo are background."""
+    h, w = labels.shape
+    x0, y0, x1, y1 = frame.box
+    window = np.zeros((y1 - y0, x1 - x0), labels.dtype)
+    ix0, iy0, ix1, iy1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+    if ix0 < ix1 and iy0 < iy1:
+        window[iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0] = labels[iy0:iy1, ix0:ix1]
+    return resize_nearest(window, frame.size)
+
+
 def resize_nearest(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Nearest-neighbour resize of an (h, w) map to ``shape`` (pixel centres matched)."""
     h, w = labels.shape

@@ -127,6 +127,57 @@ def score(weights=None, out_dir: Path | None = None, max_side: int | None = None
     return {**metrics.f1_scores(total), "per_photo": per_photo}
 
 
+def framed_records(max_side: int) -> list[dict]:
+    """Every face of every real photo framed as ``parse`` frames it (the detector's box
+    grown to the training faces' proportions, :mod:`.framing`), as dataset records
+    ``{"image": (h, w, 3) uint8, "soft_labels": (h, w, 11) uint8 one-hot, "name"}``, so
+    that the datasets' evaluation path (``evaluation.score``) can score them. A photo in
+    which no face is found is framed whole, shrunk to fit ``max_side``."""
+    from stn_icnn_jax.data import labels as labels_lib
+    from stn_icnn_jax.photo import framing
+
+    to_smith = np.array((0, *taxonomy.SMITH_PART_CHANNELS), np.uint8)
+    out = []
+    for name, image, label in real_photo_set():
+        frames, _ = framing.find_frames(image, max_side)
+        for i, frame in enumerate(frames):
+            framed = framing.crop_labels(label, frame)
+            out.append({"image": framing.crop(image, frame),
+                        "soft_labels": labels_lib.one_hot_soft(to_smith[framed]),
+                        "name": f"{name}#{i}"})
+    return out
+
+
+#: The rows of :func:`score_croppers`: the same part models fed by each cropper.
+CROPPERS = {"predicted": "L's windows (STN-iCNN)",
+            "centroid": "centroids of K's map (iCNN)",
+            "ground_truth": "hand-label part centres (part models alone)"}
+
+
+def score_croppers(weights=None) -> dict:
+    """Which stage fails on the real photos: K's own F1 on its rough map, and the F1 of
+    the same part models fed by each cropper (:data:`CROPPERS`), on the framed faces
+    (:func:`framed_records`), through the datasets' evaluation path. Scores are pooled
+    over the frames at the frames' resolution (not the photos' native one, unlike
+    :func:`score`).
+
+    Returns ``{"rough_map": {set: F1}, "crops": {cropper: {set: F1}}, "frames": n}``.
+    """
+    from stn_icnn_jax import evaluation
+    from stn_icnn_jax import weights as weights_lib
+    from stn_icnn_jax.photo import api
+
+    path = api.default_weights_path() if weights is None else Path(weights)
+    loaded = weights_lib.load(path)
+    mesh = evaluation.mesh_for(loaded.config)
+    loaded, model, variables = evaluation.load_weights(path, mesh, loaded)
+    records = framed_records(loaded.config.data.canvas_size)
+    crops = {name: evaluation.score(model, variables, loaded.config, records, name, mesh)["f1"]
+             for name in CROPPERS}
+    rough = evaluation.score_rough_map(model, variables, loaded.config, records, mesh)
+    return {"rough_map": rough, "crops": crops, "frames": len(records)}
+
+
 def scores_document(scores: dict, weights_label: str) -> dict:
     """:func:`score`'s result as written to ``scores.json``: ``{"weights", "pooled",
     "per_photo"}``, strict JSON (an F1 of a class absent from every photo is null)."""
