@@ -161,14 +161,21 @@ def score_croppers(weights=None) -> dict:
     over the frames at the frames' resolution (not the photos' native one, unlike
     :func:`score`).
 
+    Args:
+      weights: None (the bundled default weights), a weights file, or a loaded
+        :class:`~stn_icnn_jax.weights.Weights`.
+
     Returns ``{"rough_map": {set: F1}, "crops": {cropper: {set: F1}}, "frames": n}``.
     """
     from stn_icnn_jax import evaluation
     from stn_icnn_jax import weights as weights_lib
     from stn_icnn_jax.photo import api
 
-    path = api.default_weights_path() if weights is None else Path(weights)
-    loaded = weights_lib.load(path)
+    if isinstance(weights, weights_lib.Weights):
+        path, loaded = "weights", weights
+    else:
+        path = api.default_weights_path() if weights is None else Path(weights)
+        loaded = weights_lib.load(path)
     mesh = evaluation.mesh_for(loaded.config)
     loaded, model, variables = evaluation.load_weights(path, mesh, loaded)
     records = framed_records(loaded.config.data.canvas_size)
