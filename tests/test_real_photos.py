@@ -3,6 +3,8 @@ default model's F1 floor on them."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from stn_icnn_jax.photo import real_photos
@@ -84,3 +86,32 @@ def test_framed_records_carry_the_framed_labels():
         hard = labels_lib.hard_label(record["soft_labels"])
         np.testing.assert_array_equal(hard, framing.crop_labels(label, frame))
         assert set(np.unique(hard)) == set(np.unique(label))
+
+
+def test_realism_figure_windows_sit_at_the_part_centres():
+    """fig_realism's windows: a 9x9 window of an image whose pixels hold their own
+    coordinates, at a one-pixel nose at (y=12, x=30): its centre pixel is (12, 30); an
+    absent part gives an empty window; near the border the outside is zeros."""
+    import importlib.util
+
+    from stn_icnn_jax import taxonomy
+    from stn_icnn_jax.data import labels as labels_lib
+
+    path = Path(__file__).resolve().parents[1] / "experiments" / "fig_realism.py"
+    spec = importlib.util.spec_from_file_location("_fig_realism", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    h, w = 20, 40
+    ys, xs = np.mgrid[0:h, 0:w]
+    image = np.stack([ys, xs, np.full_like(ys, 7)], -1).astype(np.uint8)
+    label = np.zeros((h, w), np.uint8)
+    label[12, 30] = taxonomy.CLASS_NAMES.index("nose")
+    label[1, 1] = taxonomy.CLASS_NAMES.index("left_eyebrow")
+    to_smith = np.array((0, *taxonomy.SMITH_PART_CHANNELS), np.uint8)
+    got = dict(zip([n for n, _ in module.PARTS],
+                   module.windows(image, labels_lib.one_hot_soft(to_smith[label]), crop=9)))
+    np.testing.assert_array_equal(got["nose"][4, 4], [12, 30, 7])
+    np.testing.assert_array_equal(got["nose"][0, 0], [8, 26, 7])
+    assert not got["left eye"].any()
+    np.testing.assert_array_equal(got["left brow"][4, 4], [1, 1, 7])
+    assert not got["left brow"][0].any() and got["left brow"][3, 3].any()
