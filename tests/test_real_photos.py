@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from stn_icnn_jax.photo import real_photos
 
@@ -115,3 +116,47 @@ def test_realism_figure_windows_sit_at_the_part_centres():
     assert not got["left eye"].any()
     np.testing.assert_array_equal(got["left brow"][4, 4], [1, 1, 7])
     assert not got["left brow"][0].any() and got["left brow"][3, 3].any()
+
+
+@pytest.mark.slow
+def test_score_croppers_by_hand():
+    """Each cropper's row and K's row equal a per-face parse of the framed records (one
+    face a batch, the labels cropped from the canvas) pooled into one confusion by hand."""
+    import jax.numpy as jnp
+
+    from stn_icnn_jax import metrics
+    from stn_icnn_jax import weights as weights_lib
+    from stn_icnn_jax.data import labels as labels_lib
+    from stn_icnn_jax.data.input_pipeline import InputConfig, Layout
+    from stn_icnn_jax.model import stn_icnn
+    from stn_icnn_jax.photo import api
+
+    loaded = weights_lib.load(api.default_weights_path())
+    model, config = loaded.model(), loaded.config
+    got = real_photos.score_croppers(loaded)
+    records = real_photos.framed_records(config.data.canvas_size)
+    assert got["frames"] == len(records) == 2
+    layout = Layout(InputConfig(rough_size=model.config.rough_size,
+                                canvas_size=config.data.canvas_size, augment=None),
+                    ("rough_image", "rough_label", "canvas", "image_size", "image_origin",
+                     "centers", "centers_present"))
+    batches = [{k: v[None] for k, v in layout.map(r).items()} for r in records]
+    for source in real_photos.CROPPERS:
+        confusion = 0
+        for record, batch in zip(records, batches):
+            out = stn_icnn.parse(model, loaded.variables, batch, theta_source=source)
+            (top, left), (h, w) = batch["image_origin"][0], batch["image_size"][0]
+            pred = np.asarray(out["labels"])[0, top : top + h, left : left + w]
+            confusion = confusion + np.asarray(metrics.confusion_matrix(
+                pred, labels_lib.hard_label(record["soft_labels"])))
+        want = metrics.f1_scores(confusion)
+        assert got["crops"][source]["overall"] == pytest.approx(want["overall"], abs=1e-6)
+        assert got["crops"][source]["eyes"] == pytest.approx(want["eyes"], abs=1e-6)
+    confusion = 0
+    for batch in batches:
+        logits = model.apply(loaded.variables, jnp.asarray(batch["rough_image"]), False,
+                             method=stn_icnn.STNiCNN.rough_logits)
+        pred = jnp.argmax(stn_icnn.read_rough_map(logits, model.config), -1)
+        confusion = confusion + np.asarray(metrics.confusion_matrix(pred, batch["rough_label"]))
+    assert got["rough_map"]["overall"] == pytest.approx(metrics.f1_scores(confusion)["overall"],
+                                                        abs=1e-6)
