@@ -1,15 +1,19 @@
-"""Does photometric augmentation help the part models on real photos? One table.
+"""Does photometric augmentation help on real photos? K and the part models, with and
+without it, side by side.
 
-The same K and L (after the localiser stage of --run, the run trained with
-``data.photometric = "default"``) feed two sets of part models: those pre-trained in --run
-(photometric on) and those of --twin, a parts-only run with the same config, seed and
-data order but ``data.photometric = "none"`` (its geometric augmentation draws are
-identical: the photometric draws come after them). Each is scored on the real-photo set
-(``real_photos.score_croppers``: hand-label crops and L's crops, the frames' resolution)
-and on the synthetic test split of --run's dataset (ground-truth and L's crops). Usage:
+--run is a whole training run (K, L, part models); --twin a run of the same config and
+seed with the other ``data.photometric`` setting that trained the part models (and, if
+given, K) only. The geometric augmentation is the same in both (the photometric draws
+come after the scheme's), so the two differ by the photometric operations alone.
 
-    stn-icnn train --config experiments/configs/default.py --workdir TWIN --stage parts \\
-        --config.data.photometric=none
+- Part models: the best part models of each run behind --run's K and L, scored on the
+  real-photo set (``real_photos.score_croppers``: hand-label crops and L's crops, at the
+  framed faces' resolution) and on the synthetic test split (ground-truth and L's crops).
+- K (if the twin trained it): each run's K on its own map, on the real photos and on the
+  synthetic test split.
+
+    stn-icnn train --config experiments/configs/synthetic.py --workdir TWIN \\
+        --config.data.photometric=default --stage rough --stage parts
     python experiments/ablate_photometric.py --run RUN --twin TWIN \\
         [--out experiments/results/photometric_ablation.md]
 """
@@ -20,6 +24,7 @@ import argparse
 from pathlib import Path
 
 from stn_icnn_jax import evaluation, markdown, weights
+from stn_icnn_jax.config.base import added_value
 from stn_icnn_jax.metrics import format_f1_rows
 from stn_icnn_jax.photo import real_photos
 
@@ -29,46 +34,65 @@ def part_models_scores(k_and_l: evaluation.TrainedRun, parts: evaluation.Trained
     """``{measure: {set: F1}}`` of ``parts``' part models behind ``k_and_l``'s K and L."""
     variables = evaluation.with_part_models_of(k_and_l, parts)
     config = k_and_l.config
-    combined = weights.Weights(variables=variables, config=config, record={})
-    photos = real_photos.score_croppers(combined)
+    photos = real_photos.score_croppers(weights.Weights(variables, config, {}),
+                                        croppers=("ground_truth", "predicted"))
     mesh = evaluation.mesh_for(config)
     source = evaluation.split_source(config, split)
     synthetic = {crops: evaluation.score(k_and_l.model, variables, config, source, crops,
                                          mesh)["f1"]
                  for crops in ("ground_truth", "predicted")}
-    return {"real photos, hand-label crops": photos["crops"]["ground_truth"],
-            "real photos, L's crops": photos["crops"]["predicted"],
-            f"synthetic {split}, ground-truth crops": synthetic["ground_truth"],
-            f"synthetic {split}, L's crops": synthetic["predicted"]}
+    return {"part models: real photos, hand-label crops": photos["crops"]["ground_truth"],
+            "part models: real photos, L's crops": photos["crops"]["predicted"],
+            f"part models: synthetic {split}, ground-truth crops": synthetic["ground_truth"],
+            f"part models: synthetic {split}, L's crops": synthetic["predicted"]}
+
+
+def rough_scores(trained: evaluation.TrainedRun, split: str) -> dict:
+    """``{measure: {set: F1}}`` of the run's K on its own map."""
+    variables, config = trained.variables["rough"], trained.config
+    photos = real_photos.score_croppers(weights.Weights(variables, config, {}), croppers=())
+    source = evaluation.split_source(config, split)
+    synthetic = evaluation.score_rough_map(trained.model, variables, config, source,
+                                           evaluation.mesh_for(config))
+    return {"K's own map: real photos": photos["rough_map"],
+            f"K's own map: synthetic {split}": synthetic}
 
 
 def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", required=True, type=Path,
-                        help="run trained with photometric augmentation (K, L, parts)")
+                        help="whole run (K, L, part models)")
     parser.add_argument("--twin", required=True, type=Path,
-                        help="parts-only run without it (same config and seed otherwise)")
+                        help="the part models (and K) trained with the other photometric setting")
     parser.add_argument("--split", default="test")
     parser.add_argument("--out", default="experiments/results/photometric_ablation.md")
     args = parser.parse_args(argv)
 
-    run = evaluation.load_run(args.run, until="parts")
-    twin = evaluation.load_run(args.twin, until="parts")
-    for name, trained in (("--run", run), ("--twin", twin)):
+    runs = {"run": evaluation.load_run(args.run, until="parts"),
+            "twin": evaluation.load_run(args.twin, until="parts")}
+    for name, trained in runs.items():
         if trained.records.get("parts") is None:
-            raise SystemExit(f"{name} {trained.workdir}: its parts stage was never trained")
-    modes = {"on": run.config.data.photometric, "off": twin.config.data.photometric}
-    scores = {mode: part_models_scores(run, trained, args.split)
-              for mode, trained in (("on", run), ("off", twin))}
-    lines = ["# Photometric augmentation and the part models", "",
-             f"K and L from `{args.run.name}` (seed {run.config.seed}, synthetic "
-             f"`{run.config.data.builder_config}` split); the best part models (validation "
-             f"F1) pre-trained with `data.photometric = \"{modes['on']}\"` (that run) "
-             f"and `\"{modes['off']}\"` (`{args.twin.name}`), otherwise the same run.", ""]
-    for measure in scores["on"]:
+            raise SystemExit(f"--{name} {trained.workdir}: its parts stage was never trained")
+    modes = {name: added_value(trained.config, "data.photometric")
+             for name, trained in runs.items()}
+    if modes["run"] == modes["twin"]:
+        raise SystemExit(f"--run and --twin both have data.photometric = {modes['run']!r}")
+    label = {name: f"`{trained.workdir.name}`: photometric \"{modes[name]}\""
+             for name, trained in runs.items()}
+    scores = {name: part_models_scores(runs["run"], trained, args.split)
+              for name, trained in runs.items()}
+    if runs["twin"].records.get("rough") is not None:
+        for name, trained in runs.items():
+            scores[name] = {**rough_scores(trained, args.split), **scores[name]}
+    config = runs["run"].config
+    lines = ["# Photometric augmentation: K and the part models with and without it", "",
+             f"Seed {config.seed}, synthetic `{config.data.builder_config}` split. Part "
+             f"models: the best (validation F1) of each run, behind the K and L of "
+             f"`{args.run.name}`; real photos at the framed faces' resolution.", ""]
+    for measure in scores["twin"]:
         lines += [f"## {measure}", "",
-                  format_f1_rows({f"photometric {m} ({modes[m]})": scores[m][measure]
-                                  for m in ("on", "off")}, "part models"), ""]
+                  format_f1_rows({label[name]: scores[name][measure] for name in runs}, "run"),
+                  ""]
     return markdown.report(lines, "experiments/ablate_photometric.py", argv, args.out)
 
 

@@ -154,14 +154,14 @@ def test_eval_localizers_rows_are_evals_with_swapped_localisers(workdir, tmp_pat
 
 
 def test_photometric_ablation_rows_are_evals(workdir, tmp_path, capsys):
-    """Each row scores the named part models behind --run's K and L: the synthetic rows
-    are `evaluation.score` of those variables, the real-photo rows
-    `real_photos.score_croppers` of them."""
+    """Each part-model row scores the named run's part models behind --run's K and L (the
+    synthetic rows are `evaluation.score` of those variables, the real-photo rows
+    `real_photos.score_croppers` of them); each K row scores that run's own K."""
     from stn_icnn_jax import evaluation, weights
     from stn_icnn_jax.photo import real_photos
 
-    config = training_helpers.tiny_training_config(("parts",), epochs=1)
-    config.data.photometric = "none"
+    config = training_helpers.tiny_training_config(("rough", "parts"), epochs=1)
+    config.data.photometric = "default"
     twin = tmp_path / "twin"
     training_helpers.write_fake_run(config, twin, seed=3, noise=0.2)
     text = _script("ablate_photometric").main(["--run", str(workdir), "--twin", str(twin),
@@ -169,20 +169,25 @@ def test_photometric_ablation_rows_are_evals(workdir, tmp_path, capsys):
     sections = {}
     for block in text.split("## ")[1:]:
         title = block.splitlines()[0]
-        sections[title] = [[c.strip() for c in line.split("|")[1:-1]]
-                           for line in block.splitlines() if line.startswith("| photometric")]
+        sections[title] = {line.split("`")[1]: [c.strip() for c in line.split("|")[1:-1]]
+                           for line in block.splitlines() if line.startswith("| `")}
     run = evaluation.load_run(workdir, until="parts")
     mesh = evaluation.distributed.make_mesh(None)
     source = evaluation.split_source(run.config, "test")
-    for row, parts in zip(("on", "off"), (run, evaluation.load_run(twin, until="parts"))):
-        variables = evaluation.with_part_models_of(run, parts)
-        for crops, title in (("ground_truth", "synthetic test, ground-truth crops"),
-                             ("predicted", "synthetic test, L's crops")):
+    for trained in (run, evaluation.load_run(twin, until="parts")):
+        row = trained.workdir.name
+        assert sections["part models: synthetic test, L's crops"][row][0].endswith(
+            {"work": '"none"', "twin": '"default"'}[row])
+        variables = evaluation.with_part_models_of(run, trained)
+        for crops, title in (("ground_truth", "part models: synthetic test, ground-truth crops"),
+                             ("predicted", "part models: synthetic test, L's crops")):
             want = evaluation.score(run.model, variables, run.config, source, crops, mesh)["f1"]
-            got = next(r for r in sections[title] if r[0].startswith(f"photometric {row}"))
-            assert float(got[-1]) == pytest.approx(want["overall"], abs=1e-3)
+            assert float(sections[title][row][-1]) == pytest.approx(want["overall"], abs=1e-3)
         photos = real_photos.score_croppers(weights.Weights(variables, run.config, {}))
-        got = next(r for r in sections["real photos, hand-label crops"]
-                   if r[0].startswith(f"photometric {row}"))
-        assert float(got[-1]) == pytest.approx(photos["crops"]["ground_truth"]["overall"], abs=1e-3)
+        assert float(sections["part models: real photos, hand-label crops"][row][-1]) == \
+            pytest.approx(photos["crops"]["ground_truth"]["overall"], abs=1e-3)
+        own = evaluation.score_rough_map(trained.model, trained.variables["rough"],
+                                         trained.config, source, mesh)
+        assert float(sections["K's own map: synthetic test"][row][-1]) == \
+            pytest.approx(own["overall"], abs=1e-3)
     capsys.readouterr()

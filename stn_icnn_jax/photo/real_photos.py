@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from importlib import resources
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 from matplotlib.path import Path as PolygonPath
@@ -154,7 +155,7 @@ CROPPERS = {"predicted": "L's windows (STN-iCNN)",
             "ground_truth": "hand-label part centres (part models alone)"}
 
 
-def score_croppers(weights=None) -> dict:
+def score_croppers(weights=None, croppers: Sequence[str] = tuple(CROPPERS)) -> dict:
     """Which stage fails on the real photos: K's own F1 on its rough map, and the F1 of
     the same part models fed by each cropper (:data:`CROPPERS`), on the framed faces
     (:func:`framed_records`), through the datasets' evaluation path. Scores are pooled
@@ -164,6 +165,7 @@ def score_croppers(weights=None) -> dict:
     Args:
       weights: None (the bundled default weights), a weights file, or a loaded
         :class:`~stn_icnn_jax.weights.Weights`.
+      croppers: the rows to score (K's row is always scored).
 
     Returns ``{"rough_map": {set: F1}, "crops": {cropper: {set: F1}}, "frames": n}``.
     """
@@ -180,7 +182,7 @@ def score_croppers(weights=None) -> dict:
     loaded, model, variables = evaluation.load_weights(path, mesh, loaded)
     records = framed_records(loaded.config.data.canvas_size)
     crops = {name: evaluation.score(model, variables, loaded.config, records, name, mesh)["f1"]
-             for name in CROPPERS}
+             for name in croppers}
     rough = evaluation.score_rough_map(model, variables, loaded.config, records, mesh)
     return {"rough_map": rough, "crops": crops, "frames": len(records)}
 
