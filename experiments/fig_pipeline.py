@@ -2,7 +2,7 @@
 crop windows of the STN (L's theta, yellow) and of the centroid cropper (the original
 iCNN, magenta), and the final parse (L's crops). Usage:
 
-    python experiments/fig_pipeline.py --workdir runs/synthetic [--stage end_to_end]
+    python experiments/fig_pipeline.py --workdir runs/synthetic [--stage end_to_end] [--real_photos]
 
 Writes ``<out_dir>/fig_pipeline.{png,md}``; the table gives, per face, the mean distance
 (pixels) of each cropper's window centres from the labelled part centres.
@@ -22,6 +22,7 @@ import figures_common as common  # noqa: E402
 
 from stn_icnn_jax import evaluation  # noqa: E402
 from stn_icnn_jax.model import stn_icnn  # noqa: E402
+from stn_icnn_jax.photo import real_photos  # noqa: E402
 
 TILE = 200
 
@@ -30,11 +31,17 @@ def main(argv=None) -> Path:
     p = common.parser(__doc__.splitlines()[0])
     p.add_argument("--stage", default="end_to_end", choices=evaluation.EVALUATED_STAGES)
     p.add_argument("--faces", type=int, default=6)
+    p.add_argument("--real_photos", action="store_true",
+                   help="the real-photo set's faces, framed as `parse` frames them, instead "
+                        "of --split's first --faces faces")
     args = p.parse_args(argv)
     trained = evaluation.load_run(args.workdir, until=args.stage)
     variables = trained.variables_for(args.stage, "predicted")
-    source = evaluation.split_source(trained.config, args.split)
-    records = [source[i] for i in range(min(args.faces, len(source)))]
+    if args.real_photos:
+        records = real_photos.framed_records(trained.config.data.canvas_size)
+    else:
+        source = evaluation.split_source(trained.config, args.split)
+        records = [source[i] for i in range(min(args.faces, len(source)))]
     batch = common.batch_of(records, trained.config)
     model = trained.model
     parse = jax.jit(lambda v, b, s: stn_icnn.parse(model, v, b, theta_source=s),

@@ -56,6 +56,15 @@ def test_pipeline_figure(workdir, tmp_path):
     assert sum(line.startswith("| ") for line in table.splitlines()) == 1 + 4  # header + 4 faces
 
 
+def test_pipeline_figure_of_the_real_photos(workdir, tmp_path):
+    stem = _script("fig_pipeline").main(["--workdir", str(workdir), "--out_dir",
+                                         str(tmp_path), "--real_photos"])
+    assert stem.with_suffix(".png").stat().st_size > 0
+    rows = [line for line in stem.with_suffix(".md").read_text().splitlines()
+            if line.startswith("| ")]
+    assert len(rows) == 1 + 2  # header + one framed face per photo
+
+
 def test_occlusion_figure_unoccluded_f1_is_evals(workdir, tmp_path, capsys):
     stem = _script("fig_occlusion").main(["--workdir", str(workdir), "--out_dir",
                                           str(tmp_path)])
