@@ -14,8 +14,10 @@ Differences from the main job, and why:
 
 Budget, from the main job's step times on 2 quiet CPU cores (rough 0.67 s, localiser
 0.46 s, parts 1.26 s, end to end 1.98 s per step at batch 8): about 17 + 12 + 32 + 25 min
-of steps, ~95 min with compilation and evaluation. Build the data first: `stn-icnn data
-build synthetic_faces --config default` (~4 minutes).
+of steps, ~95 min with compilation and evaluation. Measured (seed 0, 2 cores shared part of
+the time with tests and a niced training): 111 min (rough 22, localiser 14, parts 39, end
+to end 35); test F1 0.863 (experiments/results/default_weights/summary.md). Build the data
+first: `stn-icnn data build synthetic_faces --config default` (~3 minutes).
 
     stn-icnn train --config experiments/configs/default.py --workdir runs/default
 """
