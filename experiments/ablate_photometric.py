@@ -30,14 +30,14 @@ from stn_icnn_jax.photo import real_photos
 
 
 def part_models_scores(k_and_l: evaluation.TrainedRun, parts: evaluation.TrainedRun,
-                       split: str) -> dict:
-    """``{measure: {set: F1}}`` of ``parts``' part models behind ``k_and_l``'s K and L."""
+                       source, split: str) -> dict:
+    """``{measure: {set: F1}}`` of ``parts``' part models behind ``k_and_l``'s K and L
+    (``source``: the records of the synthetic ``split``)."""
     variables = evaluation.with_part_models_of(k_and_l, parts)
     config = k_and_l.config
     photos = real_photos.score_croppers(weights.Weights(variables, config, {}),
                                         croppers=("ground_truth", "predicted"))
     mesh = evaluation.mesh_for(config)
-    source = evaluation.split_source(config, split)
     synthetic = {crops: evaluation.score(k_and_l.model, variables, config, source, crops,
                                          mesh)["f1"]
                  for crops in ("ground_truth", "predicted")}
@@ -47,11 +47,10 @@ def part_models_scores(k_and_l: evaluation.TrainedRun, parts: evaluation.Trained
             f"part models: synthetic {split}, L's crops": synthetic["predicted"]}
 
 
-def rough_scores(trained: evaluation.TrainedRun, split: str) -> dict:
-    """``{measure: {set: F1}}`` of the run's K on its own map."""
+def rough_scores(trained: evaluation.TrainedRun, source, split: str) -> dict:
+    """``{measure: {set: F1}}`` of the run's K on its own map (``source``: as above)."""
     variables, config = trained.variables["rough"], trained.config
     photos = real_photos.score_croppers(weights.Weights(variables, config, {}), croppers=())
-    source = evaluation.split_source(config, split)
     synthetic = evaluation.score_rough_map(trained.model, variables, config, source,
                                            evaluation.mesh_for(config))
     return {"K's own map: real photos": photos["rough_map"],
@@ -79,11 +78,12 @@ def main(argv: list[str] | None = None) -> str:
         raise SystemExit(f"--run and --twin both have data.photometric = {modes['run']!r}")
     label = {name: f"`{trained.workdir.name}`: photometric \"{modes[name]}\""
              for name, trained in runs.items()}
-    scores = {name: part_models_scores(runs["run"], trained, args.split)
+    source = evaluation.split_source(runs["run"].config, args.split)
+    scores = {name: part_models_scores(runs["run"], trained, source, args.split)
               for name, trained in runs.items()}
     if runs["twin"].records.get("rough") is not None:
         for name, trained in runs.items():
-            scores[name] = {**rough_scores(trained, args.split), **scores[name]}
+            scores[name] = {**rough_scores(trained, source, args.split), **scores[name]}
     config = runs["run"].config
     lines = ["# Photometric augmentation: K and the part models with and without it", "",
              f"Seed {config.seed}, synthetic `{config.data.builder_config}` split. Part "

@@ -110,6 +110,12 @@ def test_labels_hand_cases_and_tables():
     for keep, table in ((False, SMITH_NINE), (True, SMITH_ELEVEN)):
         np.testing.assert_array_equal(L.hard_label(oh, keep), L.smith_to_label(hard, keep))
         np.testing.assert_array_equal(L.smith_to_label(hard, keep)[0], [table[c] for c in range(11)])
+    # label_to_smith inverts smith_to_label on the 9 classes: by hand, 0 -> 0, nose (5) ->
+    # Smith 6, lower lip (8) -> Smith 9; and the one-hot round trip gives the label back
+    nine = np.arange(9, dtype=np.uint8).reshape(3, 3)
+    np.testing.assert_array_equal(L.label_to_smith(nine)[[0, 1, 2], [0, 2, 2]], [0, 6, 9])
+    np.testing.assert_array_equal(L.smith_to_label(L.label_to_smith(nine)), nine)
+    np.testing.assert_array_equal(L.hard_label(L.one_hot_soft(L.label_to_smith(nine))), nine)
     assert len(taxonomy.class_names()) == 9 and len(taxonomy.class_names(True)) == 11
     with pytest.raises(ValueError):
         L.nine_class_label(np.zeros((2, 2, 9), np.uint8))

@@ -108,9 +108,8 @@ def test_realism_figure_windows_sit_at_the_part_centres():
     label = np.zeros((h, w), np.uint8)
     label[12, 30] = taxonomy.CLASS_NAMES.index("nose")
     label[1, 1] = taxonomy.CLASS_NAMES.index("left_eyebrow")
-    to_smith = np.array((0, *taxonomy.SMITH_PART_CHANNELS), np.uint8)
-    got = dict(zip([n for n, _ in module.PARTS],
-                   module.windows(image, labels_lib.one_hot_soft(to_smith[label]), crop=9)))
+    soft = labels_lib.one_hot_soft(labels_lib.label_to_smith(label))
+    got = dict(zip([n for n, _ in module.PARTS], module.windows(image, soft, crop=9)))
     np.testing.assert_array_equal(got["nose"][4, 4], [12, 30, 7])
     np.testing.assert_array_equal(got["nose"][0, 0], [8, 26, 7])
     assert not got["left eye"].any()

@@ -134,6 +134,14 @@ def smith_to_label(smith_hard: np.ndarray, keep_skin_hair: bool = False) -> np.n
     return lut[np.asarray(smith_hard).astype(np.intp)]
 
 
+def label_to_smith(label: np.ndarray) -> np.ndarray:
+    """9-class hard label (...) -> hard Smith class map (background 0, each facial class to
+    its Smith channel): the inverse of :func:`smith_to_label` on the facial classes, e.g.
+    to turn a hand-labelled map into dataset records with ``one_hot_soft``."""
+    lut = np.array((0, *SMITH_PART_CHANNELS), np.uint8)
+    return lut[np.asarray(label).astype(np.intp)]
+
+
 def swap_sides_soft(soft: np.ndarray) -> np.ndarray:
     """Smith soft labels (..., 11) with left and right exchanged (channels 2<->3, 4<->5).
 

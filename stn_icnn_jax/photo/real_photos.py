@@ -137,14 +137,13 @@ def framed_records(max_side: int) -> list[dict]:
     from stn_icnn_jax.data import labels as labels_lib
     from stn_icnn_jax.photo import framing
 
-    to_smith = np.array((0, *taxonomy.SMITH_PART_CHANNELS), np.uint8)
     out = []
     for name, image, label in real_photo_set():
         frames, _ = framing.find_frames(image, max_side)
         for i, frame in enumerate(frames):
             framed = framing.crop_labels(label, frame)
             out.append({"image": framing.crop(image, frame),
-                        "soft_labels": labels_lib.one_hot_soft(to_smith[framed]),
+                        "soft_labels": labels_lib.one_hot_soft(labels_lib.label_to_smith(framed)),
                         "name": f"{name}#{i}"})
     return out
 
