@@ -35,7 +35,7 @@ import ml_collections
 
 from stn_icnn_jax import metrics
 from stn_icnn_jax import weights as weights_lib
-from stn_icnn_jax.data.sources import SPLITS, load_sources, open_split
+from stn_icnn_jax.data.sources import SPLITS, load_sources, open_split, split_limit
 from stn_icnn_jax.model import stn_icnn
 from stn_icnn_jax.train import distributed, evaluate, loop
 from stn_icnn_jax.train import run as run_lib
@@ -91,6 +91,7 @@ class DataChoice:
         d.data_dir = self.data_dir if self.data_dir is not None else d.data_dir
         d.builder_config = self.builder_config if self.builder_config is not None \
             else d.builder_config
+        d.num_train = d.num_validation = d.num_test = 0  # the run's limits were its data's
         return config
 
 
@@ -140,7 +141,8 @@ def split_source(config: ml_collections.ConfigDict, split: str) -> Any:
     if split not in splits:
         raise EvaluationError(f"dataset {name} has no split {split!r}; it has "
                               f"{', '.join(splits)}")
-    return open_split(builder, d, split)  # damaged files: one error naming the file
+    # damaged files: one error naming the file; config.data.num_<split> > 0: its first records
+    return open_split(builder, d, split, split_limit(d, split))
 
 
 # --------------------------------------------------------------------------- models

@@ -72,7 +72,8 @@ def base_config() -> ml_collections.ConfigDict:
         name="synthetic_faces",            # TFDS builder name
         builder_config="",                 # "" = the builder's default
         data_dir=None,                     # None = TFDS default (~/tensorflow_datasets)
-        num_train=0, num_validation=0, num_test=0,  # synthetic_in_memory sizes
+        num_train=0, num_validation=0, num_test=0,  # synthetic_in_memory: sizes; tfds: read
+                                           # only the split's first n records (0 = all)
         synthetic_size=(),                 # synthetic_in_memory (min, max) side; () = default
         canvas_size=model.canvas_size,     # the zero-padded canvas (authors: 1024)
         center_convention=inputs.center_convention,  # part centres: "paper" | "authors"

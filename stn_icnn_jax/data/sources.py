@@ -80,21 +80,40 @@ def _tfds_sources(d: ml_collections.ConfigDict) -> dict[str, Any]:
             )
         build_dataset(d.name, data_dir=d.data_dir, config=d.builder_config or None)
         builder = tfds.builder(name, data_dir=d.data_dir)
-    return {split: open_split(builder, d, split) for split in SPLITS}
+    return {split: open_split(builder, d, split, split_limit(d, split)) for split in SPLITS}
 
 
-def open_split(builder: Any, d: ml_collections.ConfigDict, split: str) -> "CheckedRecords":
+def split_limit(d: ml_collections.ConfigDict, split: str) -> int:
+    """``config.data.num_<split>`` (0 = the whole split): with a built dataset, how many
+    of the split's first records a run reads (e.g. the main job trains on all 2,000
+    faces of ``synthetic_faces/default`` but validates on the first 50)."""
+    key = {"train": "num_train", "validation": "num_validation", "test": "num_test"}[split]
+    limit = int(d.get(key, 0) or 0)
+    if limit < 0:
+        raise UsageError(f"config.data.{key} must be >= 0 (0 = the whole split), got {limit}")
+    return limit
+
+
+def open_split(builder: Any, d: ml_collections.ConfigDict, split: str,
+               limit: int = 0) -> "CheckedRecords":
     """The records of one split of a built TFDS dataset (``builder``, described by
-    ``config.data`` ``d``): its files checked now, each record when it is read."""
+    ``config.data`` ``d``), its first ``limit`` records if ``limit`` > 0: its files
+    checked now, each record when it is read."""
     import tensorflow_datasets as tfds
 
     split_info = builder.info.splits[split]
     rebuild = rebuild_command(d)
     check_array_record_files(split_info, rebuild)
+    if limit > split_info.num_examples:
+        raise UsageError(
+            f"{builder.info.full_name} has {split_info.num_examples} {split} records; the "
+            f"config asks for the first {limit} (config.data.num_{split}); use at most "
+            f"{split_info.num_examples}, or 0 for the whole split")
+    spec = f"{split}[:{limit}]" if limit else split
     # NAME[/CONFIG]:VERSION, the version of the files just checked
     name = f"{builder.info.full_name.rsplit('/', 1)[0]}:{builder.info.version}"
-    source = tfds.data_source(name, split=split, data_dir=d.data_dir)
-    return CheckedRecords(source, split_info.file_instructions, rebuild)
+    source = tfds.data_source(name, split=spec, data_dir=d.data_dir)
+    return CheckedRecords(source, builder.info.splits[spec].file_instructions, rebuild)
 
 
 class DamagedDatasetError(UserError):

@@ -96,7 +96,10 @@ def make_train_step(
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         batch_stats = _merge_stats(state.batch_stats, new_stats, modes)
-        step_metrics = dict(step_metrics, grad_norm=optax.tree.norm(grads))
+        # The norm of the trained networks' gradients only: a frozen network's gradient
+        # is otherwise computed for this metric alone (XLA drops it when nothing reads it).
+        trained = {name: grads[name] for name in grads if config.trains(name)}
+        step_metrics = dict(step_metrics, grad_norm=optax.tree.norm(trained))
         return state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
                              opt_state=opt_state), step_metrics
 
