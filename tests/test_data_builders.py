@@ -27,6 +27,7 @@ from stn_icnn_jax.data.builders import synthetic_faces as synthetic_tfds
 from stn_icnn_jax.data.build import build_dataset
 from stn_icnn_jax.data.builders.helen import Helen
 from stn_icnn_jax.data.image_io import DataFormatError
+from stn_icnn_jax.errors import UsageError
 
 SPLITS = ("train", "validation", "test")
 
@@ -560,6 +561,38 @@ def test_synthetic_builder_with_stub_generator(tmp_path, monkeypatch):
             expected = np.zeros(face["image"].shape[:2], np.uint8)
             expected[: expected.shape[0] // 2] = 1 + seed % 8
             np.testing.assert_array_equal(r["label"], expected)
+
+
+def test_split_limits_read_the_first_records(tmp_path, monkeypatch):
+    """config.data.num_<split> > 0 reads a built split's first records (how the main job
+    trains on a large split and validates on a small one); more than the split holds is
+    one error naming both numbers; ``eval --data`` drops the run's limits."""
+    from stn_icnn_jax import evaluation
+    from stn_icnn_jax.config import base_config
+    from stn_icnn_jax.data.sources import load_sources
+
+    monkeypatch.setattr(synthetic_tfds, "_face_generator", lambda: _stub_generate)
+    data_dir = tmp_path / "data"
+    build("synthetic_faces", None, data_dir, config="tiny")
+    c = base_config()
+    c.data.builder_config, c.data.data_dir = "tiny", str(data_dir)
+    c.data.num_train, c.data.num_validation, c.data.num_test = 5, 2, 0
+    whole = read_all("synthetic_faces/tiny", data_dir)
+    sources = load_sources(c, show_progress=False)
+    assert [len(sources[s]) for s in SPLITS] == [5, 2, 4]
+    for s in SPLITS:
+        names = [bytes(r["name"]) for r in sources[s]]
+        assert names == [bytes(r["name"]) for r in whole[s][: len(names)]]
+    assert len(evaluation.split_source(c, "validation")) == 2
+    assert len(evaluation.split_source(evaluation.DataChoice(builder_config="tiny").apply(c),
+                                       "validation")) == 4
+    c.data.num_validation = 5
+    with pytest.raises(UsageError, match=r"has 4 validation records.*first 5 "
+                                         r"\(config\.data\.num_validation\)"):
+        load_sources(c, show_progress=False)
+    c.data.num_validation = -1
+    with pytest.raises(UsageError, match="num_validation must be >= 0"):
+        load_sources(c, show_progress=False)
 
 
 @pytest.mark.skipif(

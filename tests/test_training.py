@@ -452,6 +452,33 @@ def test_frozen_networks_do_not_change(e2e_setup, update_frozen_batch_stats):
     assert _changed_fraction(before["batch_stats"]["parts"], after.batch_stats["parts"]) > 0.5
 
 
+def test_frozen_networks_gradients_are_not_computed(e2e_setup):
+    """K and L frozen: the step's grad_norm is the parts' gradient norm (computed here
+    with jax.grad on the same loss), and XLA drops K's and L's weight gradients (fewer
+    FLOPs than the same step with them training at a tiny rate)."""
+    model, variables, batch = e2e_setup
+    stage = stages.STAGES["end_to_end"]
+
+    def compiled_step(rates):
+        config = stages.StageConfig(learning_rates=rates)
+        tx = train_step.make_optimizer(config, 1, variables["params"])
+        state = train_step.init_state(variables["params"], variables["batch_stats"], tx)
+        step = jax.jit(train_step.make_train_step(model, stage, config, tx))
+        compiled = step.lower(state, batch).compile(
+            compiler_options={"xla_backend_optimization_level": 0})
+        return config, state, compiled
+
+    frozen, state, compiled = compiled_step({"rough": 0.0, "localizer": 0.0, "parts": 1e-2})
+    _, metrics = compiled(state, batch)
+    grads = jax.grad(lambda p: train_step.stage_loss(model, stage, frozen, p,
+                                                     state.batch_stats, batch)[0])(state.params)
+    want = np.sqrt(sum(float(np.sum(np.square(g))) for g in jax.tree.leaves(grads["parts"])))
+    assert float(metrics["grad_norm"]) == pytest.approx(want, rel=1e-4)
+    flops = lambda c: c.cost_analysis()["flops"]  # noqa: E731
+    training = compiled_step({"rough": 1e-9, "localizer": 1e-9, "parts": 1e-2})[2]
+    assert flops(compiled) < 0.9 * flops(training)
+
+
 def test_stage_plan_loads_earlier_stages_instead_of_training_them(tiny_config):
     config = tiny_config.copy_and_resolve_references()
     config.stage_order = stages.STAGE_NAMES
