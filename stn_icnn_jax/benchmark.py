@@ -278,7 +278,7 @@ def parse_benchmark(preset: Preset, batch: int, *, canvas: int = 1024, reps: int
 
     def paste_back(logits, theta_canvas):
         probs = tuple(jax.nn.softmax(z, axis=-1) for z in logits)
-        return jnp.argmax(stn_icnn.fuse_parts(probs, theta_canvas, size, model.config), -1)
+        return stn_icnn.fuse_labels(probs, theta_canvas, size, model.config)
 
     total = time_jitted(whole, variables, data, reps=reps, warmup=warmup)
     net, (logits, theta) = time_jitted(network, variables, data, reps=reps, warmup=warmup,

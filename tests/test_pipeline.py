@@ -145,6 +145,39 @@ def test_fusion_of_soft_overlapping_parts_is_eq5(convention):
     assert min(bl[0], el[0]) - bl[0] * el[0] > 0.01  # a min-fusion would show here
 
 
+@pytest.mark.parametrize("convention", ["paper", "authors"])
+def test_fuse_labels_is_argmax_of_fused_probabilities_bit_for_bit(convention):
+    """The labels made on the paste windows alone equal argmax(fuse_parts) everywhere:
+    overlapping windows, windows over the canvas edge or wholly off it, scales other than
+    1:1, and exact ties (one-hot parts)."""
+    cfg = tiny_config(theta_convention=convention, theta_frame="canvas")
+    centers = np.stack([
+        FUSION_CENTERS,                                          # overlaps, bottom edge
+        FUSION_CENTERS[::-1],                                    # other order
+        [[-30, 10], [5, 70], [63, 63], [0, 0], [32, 32], [200, -90]],  # edges, off canvas
+        [[30, 30]] * 6,                                          # all on one spot
+    ]).astype(np.float32)
+    theta = np.array(theta_geometry.theta_from_centers(
+        jnp.asarray(centers), (CROP, CROP), (CANVAS, CANVAS), convention))
+    rng = np.random.default_rng(5)
+    theta[:, :, 0, 0] *= rng.uniform(0.6, 1.4, (4, 6))            # other scales
+    theta[:, :, 1, 1] *= rng.uniform(0.6, 1.4, (4, 6))
+    probs = []
+    for n in taxonomy.PART_NUM_LABELS:
+        soft = jax.nn.softmax(2.0 * rng.normal(size=(4, CROP, CROP, n)), axis=-1)
+        hard = jax.nn.one_hot(rng.integers(0, n, (4, CROP, CROP)), n)
+        probs.append(jnp.asarray(np.where(rng.random((4, 1, 1, 1)) < 0.5, soft, hard),
+                                 jnp.float32))
+    theta = jnp.asarray(theta)
+    want = np.asarray(jnp.argmax(stn_icnn.fuse_parts(tuple(probs), theta, (CANVAS, CANVAS), cfg),
+                                 -1))
+    got = np.asarray(jax.jit(stn_icnn.fuse_labels, static_argnums=(2, 3))(
+        tuple(probs), theta, (CANVAS, CANVAS), cfg))
+    assert got.dtype == np.int32 and got.shape == want.shape
+    np.testing.assert_array_equal(got, want)
+    assert (want > 0).mean() > 0.05 and len(np.unique(want)) == 9  # not trivially background
+
+
 def test_gt_crops_of_image_and_canvas_frames_agree():
     batch = _batch(_label_canvas())
     a = tiny_config(theta_frame="image")

@@ -298,17 +298,15 @@ def crop_label_maps(canvas_label: jax.Array, theta_canvas: jax.Array,
     return part_centers.part_label_maps(jnp.rint(crops[..., 0]).astype(jnp.int32))
 
 
-def fuse_parts(part_probs: tuple[jax.Array, ...], theta_canvas: jax.Array,
-               canvas_size: tuple[int, int], config: STNiCNNConfig) -> jax.Array:
-    """Paste the six part softmax maps back and fuse them: (N, C, C, 9) probabilities (eq. 5).
-
-    Only a window of (crop_size + 2 * paste_margin)^2 canvas pixels per part is touched.
-    """
-    n = part_probs[0].shape[0]
+def _pasted_windows(part_probs: tuple[jax.Array, ...], theta_canvas: jax.Array,
+                    canvas_size: tuple[int, int], config: STNiCNNConfig):
+    """Each part's pasted window: ``values`` (N, 6, wh, ww, 4) = [1 - p_bg, p_fg...]
+    (0 outside the patch, padded to 4 channels), ``starts`` (N, 6, 2) its top-left in the
+    canvas padded by ``pad`` on every side (clipped so a window lies inside it: a window
+    clipped there is wholly off the canvas, its values all 0), ``window``, ``pad``."""
     hc, wc = canvas_size
     window = (config.crop_size + 2 * config.paste_margin,) * 2
     pad = max(window)
-    # [1 - p_bg, p_fg...] so everything pasted is 0 outside the patch; pad to 4 channels.
     stacked = jnp.stack(
         [jnp.pad(jnp.concatenate([1.0 - p[..., :1], p[..., 1:]], axis=-1),
                  ((0, 0), (0, 0), (0, 0), (0, 4 - p.shape[-1])))
@@ -317,28 +315,95 @@ def fuse_parts(part_probs: tuple[jax.Array, ...], theta_canvas: jax.Array,
         stacked, theta_canvas, canvas_size, window, mode="nearest",
         align_corners=config.align_corners,
     )
+    high = jnp.asarray([hc + 2 * pad - window[0], wc + 2 * pad - window[1]], jnp.int32)
+    starts = jnp.clip(origin.astype(jnp.int32) + pad, 0, high)
+    return values, starts, window, pad
+
+
+def _fuse(bg: jax.Array, fg: jax.Array, value: jax.Array, classes) -> tuple[jax.Array, jax.Array]:
+    """Eq. 5 for one more part: ``bg`` (..., ) times 1 - its foreground, its classes'
+    probabilities added to ``fg`` (..., 8); ``value`` (..., 4) = [1 - p_bg, p_fg...]."""
+    # the classes as one zero-padded run of channels (a pad, not a scatter: XLA's CPU
+    # runs scatters element by element)
+    first, k = classes[0] - 1, len(classes)
+    if tuple(classes) != tuple(range(classes[0], classes[0] + k)):
+        raise ValueError(f"a part's classes must be consecutive, got {classes}")
+    add = jnp.pad(value[..., 1 : 1 + k],
+                  [(0, 0)] * (value.ndim - 1) + [(first, fg.shape[-1] - first - k)])
+    return bg * (1.0 - value[..., 0]), fg + add
+
+
+def fuse_parts(part_probs: tuple[jax.Array, ...], theta_canvas: jax.Array,
+               canvas_size: tuple[int, int], config: STNiCNNConfig) -> jax.Array:
+    """Paste the six part softmax maps back and fuse them: (N, C, C, 9) probabilities (eq. 5).
+
+    Only a window of (crop_size + 2 * paste_margin)^2 canvas pixels per part is touched.
+    """
+    n = part_probs[0].shape[0]
+    hc, wc = canvas_size
+    values, starts, window, pad = _pasted_windows(part_probs, theta_canvas, canvas_size, config)
     background = jnp.ones((n, hc + 2 * pad, wc + 2 * pad), jnp.float32)
     foreground = jnp.zeros((n, hc + 2 * pad, wc + 2 * pad, NUM_CLASSES - 1), jnp.float32)
 
     def place(bg, fg, value, start, classes):
-        # value (wh, ww, 4); start (2,) top-left in the padded canvas. Windows wholly
-        # off the canvas are clamped by dynamic_slice into the padding, where they vanish.
-        region = jax.lax.dynamic_slice(bg, start, window)
-        bg = jax.lax.dynamic_update_slice(bg, region * (1.0 - value[..., 0]), start)
+        # value (wh, ww, 4); start (2,) top-left in the padded canvas
         fg_start = (start[0], start[1], 0)
-        region = jax.lax.dynamic_slice(fg, fg_start, window + (NUM_CLASSES - 1,))
-        add = jnp.zeros_like(region).at[..., [c - 1 for c in classes]].set(
-            value[..., 1 : 1 + len(classes)]
-        )
-        return bg, jax.lax.dynamic_update_slice(fg, region + add, fg_start)
+        region_bg, region_fg = _fuse(
+            jax.lax.dynamic_slice(bg, start, window),
+            jax.lax.dynamic_slice(fg, fg_start, window + (NUM_CLASSES - 1,)), value, classes)
+        return (jax.lax.dynamic_update_slice(bg, region_bg, start),
+                jax.lax.dynamic_update_slice(fg, region_fg, fg_start))
 
-    starts = origin.astype(jnp.int32) + pad
     for p, classes in enumerate(PART_CLASSES):
         background, foreground = jax.vmap(
             lambda bg, fg, v, s, c=classes: place(bg, fg, v, s, c)
         )(background, foreground, values[:, p], starts[:, p])
     fused = jnp.concatenate([background[..., None], foreground], axis=-1)
     return fused[:, pad : pad + hc, pad : pad + wc]
+
+
+def fuse_labels(part_probs: tuple[jax.Array, ...], theta_canvas: jax.Array,
+                canvas_size: tuple[int, int], config: STNiCNNConfig) -> jax.Array:
+    """``argmax(fuse_parts(...), -1)`` (N, C, C) int32, the same values bit for bit,
+    without the (N, C, C, 9) probabilities: outside the six paste windows the fused map
+    is background (1, 0, ..., 0), so only the windows are fused (each pixel from every
+    part's window over it, in the order and arithmetic of :func:`fuse_parts`) and their
+    labels written into a canvas of zeros."""
+    hc, wc = canvas_size
+    values, starts, window, pad = _pasted_windows(part_probs, theta_canvas, canvas_size, config)
+    wh, ww = window
+    # where a window's labels are written: inside the canvas (enlarged if it is smaller
+    # than a window), so a window over the edge is fused and written shifted inside
+    extent = (max(hc, wh), max(wc, ww))
+    last = jnp.asarray([extent[0] - wh, extent[1] - ww], jnp.int32)
+    limit = jnp.asarray(window, jnp.int32)
+
+    def one_face(v, s):
+        # v (6, wh, ww, 4), s (6, 2) in the canvas padded by `pad`. Part j's values on
+        # the pixels of window i (at `at[i]`): a slice of v[j] padded by a window on each
+        # side, at offset s[j] - at[i] (clipped to one window: beyond, they do not
+        # overlap and the slice is all padding).
+        padded = jnp.pad(v, ((0, 0), (wh, wh), (ww, ww), (0, 0)))
+        at = jnp.clip(s - pad, 0, last)                                   # (6, 2)
+        offsets = limit - jnp.clip(s[None, :] - (at[:, None] + pad), -limit, limit)  # (i, j, 2)
+
+        def window_of(part, offset):
+            return jax.lax.dynamic_slice(part, (offset[0], offset[1], 0), window + (4,))
+
+        seen = jax.vmap(jax.vmap(window_of), in_axes=(None, 0))(padded, offsets)  # (i, j, wh, ww, 4)
+        bg = jnp.ones((len(PART_CLASSES),) + window, jnp.float32)
+        fg = jnp.zeros((len(PART_CLASSES),) + window + (NUM_CLASSES - 1,), jnp.float32)
+        for j, classes in enumerate(PART_CLASSES):
+            bg, fg = _fuse(bg, fg, seen[:, j], classes)
+        window_labels = jnp.argmax(jnp.concatenate([bg[..., None], fg], -1), -1).astype(jnp.int32)
+        labels = jnp.zeros(extent, jnp.int32)
+        for i in range(len(PART_CLASSES)):
+            labels = jax.lax.dynamic_update_slice(labels, window_labels[i], at[i])
+        return labels[:hc, :wc]
+
+    # a loop over the faces, not vmap: batched window positions would turn the slices
+    # into gathers and the window writes into scatters, which XLA's CPU runs slowly
+    return jax.lax.map(lambda face: one_face(*face), (values, starts))
 
 
 # --------------------------------------------------------------------------- passes
@@ -441,10 +506,12 @@ def parse(model: STNiCNN, variables: dict, batch: dict,
     out, _ = forward(model, variables, {k: v for k, v in batch.items() if k != "canvas_label"},
                      train=False, theta_source=theta_source)
     probs = tuple(jax.nn.softmax(z, axis=-1) for z in out["part_logits"])
-    fused = fuse_parts(probs, out["theta_canvas"], canvas_shape(batch, model.config), model.config)
+    size = canvas_shape(batch, model.config)
     return {
-        "labels": jnp.argmax(fused, axis=-1).astype(jnp.int32),
-        "probs": fused,
+        # the same as argmax(probs, -1), computed on the paste windows alone (what
+        # evaluation and the photo parser read: XLA then never makes ``probs``)
+        "labels": fuse_labels(probs, out["theta_canvas"], size, model.config),
+        "probs": fuse_parts(probs, out["theta_canvas"], size, model.config),
         "theta_canvas": out["theta_canvas"],
         **({"rough_logits": out["rough_logits"]} if "rough_logits" in out else {}),
         **({"centroid_present": out["centroid_present"]} if "centroid_present" in out else {}),
