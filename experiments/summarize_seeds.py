@@ -92,7 +92,9 @@ def main() -> None:
         rough.append((workdir.name, config.seed, rough_test_f1(config, workdir, mesh), rough_val))
         result = json.loads((workdir / "results.json").read_text())
         times.append((workdir.name, config.seed, stage_seconds(records), result["seconds"]))
-    lines = [f"Table 2 on the test split ({table['data']}), per seed:"]
+    limit = int(config.data.get("num_test", 0) or 0) if config.data.source == "tfds" else 0
+    split = f"the first {limit} faces of the test split" if limit else "the test split"
+    lines = [f"Table 2 on {split} ({table['data']}), per seed:"]
     for name in ROWS:
         lines += ["", f"**{name}** (stage {table['rows'][name]['stage']}, "
                       f"{table['rows'][name]['crops']} crops)", "", header]
