@@ -20,7 +20,10 @@ def tfds_overrides(data_dir: Path) -> list[str]:
     # laying it out, is what fails
     return ["--config.data.source=tfds", "--config.data.name=synthetic_faces",
             "--config.data.builder_config=tiny", f"--config.data.data_dir={data_dir}",
-            "--config.data.canvas_size=1024"]
+            "--config.data.canvas_size=1024",
+            # the whole splits (the tiny training config's in-memory sizes would limit them)
+            "--config.data.num_train=0", "--config.data.num_validation=0",
+            "--config.data.num_test=0"]
 
 
 def shard(data_dir: Path, split: str) -> Path:
