@@ -87,7 +87,7 @@ def split_limit(d: ml_collections.ConfigDict, split: str) -> int:
     """``config.data.num_<split>`` (0 = the whole split): with a built dataset, how many
     of the split's first records a run reads (e.g. the main job trains on all 2,000
     faces of ``synthetic_faces/default`` but validates on the first 50)."""
-    key = {"train": "num_train", "validation": "num_validation", "test": "num_test"}[split]
+    key = f"num_{split}"  # the field's name, as open_split's error message names it
     limit = int(d.get(key, 0) or 0)
     if limit < 0:
         raise UsageError(f"config.data.{key} must be >= 0 (0 = the whole split), got {limit}")
