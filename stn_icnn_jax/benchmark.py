@@ -21,6 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from stn_icnn_jax import huge_pages
+
 Preset = Literal["authors", "paper"]
 PRESETS: tuple[str, ...] = ("authors", "paper")
 
@@ -135,9 +137,12 @@ def peak_gflops(n: int = 2048, reps: int = 5) -> float:
 
 
 def machine_line() -> str:
-    """jax version and backend, CPU count, the load average now."""
+    """jax version and backend, CPU count, whether malloc's huge pages are on
+    (``stn_icnn_jax.huge_pages``), the load average now."""
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    pages = "on" if huge_pages.active() else "off"
     return (f"jax {jax.__version__} ({jax.default_backend()}), {os.cpu_count()} CPUs, "
+            f"malloc huge pages {pages}, "
             f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
 
 

@@ -28,7 +28,7 @@ import shlex
 import sys
 import traceback
 
-from stn_icnn_jax import __version__
+from stn_icnn_jax import __version__, huge_pages
 from stn_icnn_jax.errors import EXIT_FAILURE, Preempted, UsageError, UserError, one_line
 
 DEBUG_FLAG = "--debug"
@@ -69,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
                "command line, 1 for a failure, 75 for a preempted training run that a "
                "re-run resumes).",
     )
-    parser.add_argument("--version", action="version", version=f"stn-icnn {__version__}")
+    parser.add_argument("--version", action="version", version=f"stn-icnn {__version__} (malloc huge pages: "
+                        f"{'on' if huge_pages.active() else 'off'})")
     parser.add_argument(DEBUG_FLAG, action="store_true",
                         help="show the traceback of an error (also accepted after the "
                              "subcommand)")
@@ -130,7 +131,13 @@ def describe(exc: BaseException) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``stn-icnn`` console script; returns the exit status."""
+    """Entry point of the ``stn-icnn`` console script; returns the exit status.
+
+    Run as the program (``argv`` None), it first re-executes itself once with malloc's
+    transparent huge pages on where that helps (``stn_icnn_jax.huge_pages``; opt out
+    with ``STN_ICNN_HUGE_PAGES=0``)."""
+    if argv is None:
+        huge_pages.reexec_with_huge_pages()
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = DEBUG_FLAG in argv
     argv = [a for a in argv if a != DEBUG_FLAG]

@@ -1,0 +1,108 @@
+"""Transparent huge pages for the buffers XLA allocates on the CPU (Linux with glibc).
+
+XLA's CPU runtime takes its buffers from ``malloc``; glibc serves the large ones with
+fresh 4 KiB pages, and every training step touches gigabytes of them anew. The synthetic
+main job (46 minutes on 2 cores) took 326 million page faults and spent 839 of its 4,868
+CPU seconds in the kernel. glibc 2.35 and later can back its heap and its large chunks
+with 2 MiB transparent huge pages (the tunable ``glibc.malloc.hugetlb=1``), which cuts
+the faults ~4x (and the TLB misses of the convolutions); with it our jitted train
+steps ran 14-22% faster on a 2-core CPU (paper preset, batch 8, canvas 640, median
+seconds per step: rough 0.62-0.65 -> 0.52-0.56, parts 1.13 -> 0.91, end to end with all
+three networks training 2.55-2.69 -> 2.11-2.18; ``stn-icnn bench train``, the two
+settings alternated in one shell). Results are unchanged: only where the memory
+comes from differs.
+
+glibc reads tunables once, when a process starts, so they cannot be switched on from
+inside Python. The ``stn-icnn`` command therefore re-executes itself once, at its very
+start (before JAX is imported), with ``GLIBC_TUNABLES`` extended by the tunable
+(:func:`reexec_with_huge_pages`). It does nothing when
+
+- ``STN_ICNN_HUGE_PAGES=0`` is set (opt out),
+- ``GLIBC_TUNABLES`` already sets ``glibc.malloc.hugetlb`` (your choice is kept),
+- the C library is not glibc >= 2.35 (macOS, Windows, musl) or the kernel's transparent
+  huge pages are ``never`` (``/sys/kernel/mm/transparent_hugepage/enabled``).
+
+Library users get the same by starting Python with
+``GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` in the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from collections.abc import Mapping
+
+TUNABLE_NAME = "glibc.malloc.hugetlb"
+TUNABLE = f"{TUNABLE_NAME}=1"
+OPT_OUT = "STN_ICNN_HUGE_PAGES"  # "0": never re-execute
+THP_ENABLED = "/sys/kernel/mm/transparent_hugepage/enabled"
+MIN_GLIBC = (2, 35)  # the first glibc with glibc.malloc.hugetlb
+
+
+def thp_mode(path: str = THP_ENABLED) -> str | None:
+    """The kernel's transparent-huge-page mode ("always", "madvise", "never"), the
+    bracketed word of ``path``; None where the file is missing or unreadable."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError:
+        return None
+    start, end = text.find("["), text.find("]")
+    return text[start + 1:end] if 0 <= start < end else None
+
+
+def glibc_version(libc: tuple[str, str] | None = None) -> tuple[int, ...] | None:
+    """glibc's (major, minor) from ``platform.libc_ver()`` (or ``libc``); None if the C
+    library is not glibc or its version does not parse."""
+    name, version = platform.libc_ver() if libc is None else libc
+    if name != "glibc":
+        return None
+    try:
+        return tuple(int(part) for part in version.split(".")[:2])
+    except ValueError:
+        return None
+
+
+def _tunables(env: Mapping[str, str]) -> list[str]:
+    return [t for t in env.get("GLIBC_TUNABLES", "").split(":") if t]
+
+
+def environment_with_huge_pages(env: Mapping[str, str], glibc: tuple[int, ...] | None,
+                                thp: str | None) -> dict[str, str] | None:
+    """``env`` with :data:`TUNABLE` appended to ``GLIBC_TUNABLES``, or None when there is
+    nothing to do (opted out, already set either way, no glibc >= 2.35, THP ``never``).
+
+    Pure: ``glibc`` is :func:`glibc_version`'s answer and ``thp`` :func:`thp_mode`'s."""
+    if env.get(OPT_OUT, "") == "0":
+        return None
+    tunables = _tunables(env)
+    if any(t.split("=")[0] == TUNABLE_NAME for t in tunables):
+        return None
+    if glibc is None or glibc < MIN_GLIBC or thp in (None, "never"):
+        return None
+    return {**env, "GLIBC_TUNABLES": ":".join([*tunables, TUNABLE])}
+
+
+def active(env: Mapping[str, str] | None = None) -> bool:
+    """Whether this process runs with malloc's huge pages on: the tunable set to a
+    non-zero value when it started, on glibc >= 2.35 with THP not ``never``."""
+    env = os.environ if env is None else env
+    values = [t.split("=", 1)[1] for t in _tunables(env)
+              if t.split("=")[0] == TUNABLE_NAME and "=" in t]
+    glibc = glibc_version()
+    return (bool(values) and values[-1] not in ("", "0") and glibc is not None
+            and glibc >= MIN_GLIBC and thp_mode() not in (None, "never"))
+
+
+def reexec_with_huge_pages() -> None:
+    """Replace this process by the same command line with :data:`TUNABLE` in its
+    environment (``os.execve`` of ``sys.orig_argv``: same PID, stdio and arguments);
+    returns without doing anything where :func:`environment_with_huge_pages` says so.
+    Call it first thing in a program's entry point, never from library code."""
+    env = environment_with_huge_pages(os.environ, glibc_version(), thp_mode())
+    if env is None or not sys.executable or not getattr(sys, "orig_argv", None):
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, list(sys.orig_argv), env)
