@@ -4,13 +4,13 @@ XLA's CPU runtime takes its buffers from ``malloc``; glibc serves the large ones
 fresh 4 KiB pages, and every training step touches gigabytes of them anew. The synthetic
 main job (46 minutes on 2 cores) took 326 million page faults and spent 839 of its 4,868
 CPU seconds in the kernel. glibc 2.35 and later can back its heap and its large chunks
-with 2 MiB transparent huge pages (the tunable ``glibc.malloc.hugetlb=1``), which cuts
-the faults ~4x (and the TLB misses of the convolutions); with it our jitted train
-steps ran 14-22% faster on a 2-core CPU (paper preset, batch 8, canvas 640, median
-seconds per step: rough 0.62-0.65 -> 0.52-0.56, parts 1.13 -> 0.91, end to end with all
-three networks training 2.55-2.69 -> 2.11-2.18; ``stn-icnn bench train``, the two
-settings alternated in one shell). Results are unchanged: only where the memory
-comes from differs.
+with 2 MiB transparent huge pages (the tunable ``glibc.malloc.hugetlb=1``). With it the
+same job took 5.8 million faults, 405 s in the kernel and 40.2 instead of 45.7 minutes,
+and train steps alone ran 1.14-1.17x faster (paper preset, batch 8, canvas 640; the two
+settings alternated in one run of ``experiments/bench_huge_pages.py``). Results are
+unchanged (the main job's test F1 bit for bit): only where the memory comes from differs.
+PyTorch's steps, run under the same tunable, were slower (experiments/results/
+bench_frameworks_huge_pages.md), so this is a setting for our process, not a global one.
 
 glibc reads tunables once, when a process starts, so they cannot be switched on from
 inside Python. The ``stn-icnn`` command therefore re-executes itself once, at its very

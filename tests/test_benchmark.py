@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from stn_icnn_jax import benchmark, cli
+import training_helpers
+from stn_icnn_jax import benchmark, cli, huge_pages
 
 TINY = ["--config.model.icnn_channels=4,8", "--config.model.num_interlink_layers=1",
         "--config.model.localizer_channels=4,4,8,8,8,8,8,8", "--config.model.rough_size=32",
@@ -76,3 +77,20 @@ def test_bench_usage_errors_are_one_line(capsys):
     assert cli.main(["bench", "parse", "--batch", "0"]) == 2
     assert capsys.readouterr().err == ("error: stn-icnn bench: --batch and --reps must be >= 1, "
                                        "--warmup >= 0\n")
+
+
+@pytest.mark.skipif(not huge_pages.environment_with_huge_pages(
+    {}, huge_pages.glibc_version(), huge_pages.thp_mode()),
+    reason="needs glibc >= 2.35 and transparent huge pages not 'never'")
+def test_huge_pages_script_measures_each_setting_in_its_own_process(tmp_path):
+    script = training_helpers.experiment_script("bench_huge_pages")
+    out = tmp_path / "table.md"
+    # measure() raises unless each child process reports the setting it was given
+    script.main(["--stage", "rough", "--batch", "2", "--canvas", "64", "--reps", "2",
+                 "--rounds", "1", "--out", str(out), *TINY])
+    row = [line for line in out.read_text().splitlines() if line.startswith("| rough |")]
+    assert len(row) == 1
+    cells = [c.strip() for c in row[0].strip("|").split("|")]
+    off, on = float(cells[1]), float(cells[2])
+    assert cells[3] == f"{off / on:.2f}x"
+    assert int(cells[4].replace(",", "")) > 0 and int(cells[5].replace(",", "")) > 0

@@ -4,7 +4,6 @@ at odd crop sizes. Slow (several model compilations each)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import jax
@@ -15,14 +14,7 @@ import training_helpers
 from stn_icnn_jax import cli
 
 pytestmark = pytest.mark.slow
-EXPERIMENTS = training_helpers.REPO / "experiments"
-
-
-def _script(name):
-    spec = importlib.util.spec_from_file_location(f"_fig_{name}", EXPERIMENTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+_script = training_helpers.experiment_script
 
 
 @pytest.fixture(scope="module")

@@ -3,11 +3,10 @@ default model's F1 floor on them."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
+import training_helpers
 from stn_icnn_jax.photo import real_photos
 
 #: Pooled overall F1 the bundled default weights must reach on the real photos: the
@@ -93,15 +92,10 @@ def test_realism_figure_windows_sit_at_the_part_centres():
     """fig_realism's windows: a 9x9 window of an image whose pixels hold their own
     coordinates, at a one-pixel nose at (y=12, x=30): its centre pixel is (12, 30); an
     absent part gives an empty window; near the border the outside is zeros."""
-    import importlib.util
-
     from stn_icnn_jax import taxonomy
     from stn_icnn_jax.data import labels as labels_lib
 
-    path = Path(__file__).resolve().parents[1] / "experiments" / "fig_realism.py"
-    spec = importlib.util.spec_from_file_location("_fig_realism", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = training_helpers.experiment_script("fig_realism")
     h, w = 20, 40
     ys, xs = np.mgrid[0:h, 0:w]
     image = np.stack([ys, xs, np.full_like(ys, 7)], -1).astype(np.uint8)

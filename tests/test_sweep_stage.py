@@ -4,7 +4,6 @@ subprocess)."""
 
 from __future__ import annotations
 
-import importlib.util
 
 import numpy as np
 import pytest
@@ -16,11 +15,7 @@ STAGES = ("rough", "localizer")
 
 
 def _sweep_stage():
-    path = training_helpers.REPO / "experiments" / "sweep_stage.py"
-    spec = importlib.util.spec_from_file_location("_sweep_stage", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return training_helpers.experiment_script("sweep_stage")
 
 
 def test_localizer_sweep_reuses_the_runs_K(tmp_path):

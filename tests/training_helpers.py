@@ -16,14 +16,24 @@ REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "experiments" / "configs" / "smoke.py"
 
 
+def load_module(path: Path, name: str | None = None):
+    """The Python file ``path`` (an experiments script or config) loaded as a module."""
+    spec = importlib.util.spec_from_file_location(name or f"_{Path(path).stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def experiment_script(name: str):
+    """``experiments/<name>.py`` loaded as a module (its ``main(argv)`` callable)."""
+    return load_module(REPO / "experiments" / f"{name}.py")
+
+
 def tiny_training_config(stage_order: tuple[str, ...], epochs: int,
                          keep_checkpoints: int | None = None):
     """The smoke config shrunk: 8 / 4 / 4 faces of 64-96 px on a 96 canvas, rough size
     32, crop 15, batch 4, a checkpoint and a log record every step."""
-    spec = importlib.util.spec_from_file_location("_smoke_config", SMOKE)
-    smoke = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(smoke)
-    c = smoke.get_config()
+    c = load_module(SMOKE, "_smoke_config").get_config()
     c.stage_order = tuple(stage_order)
     c.data.synthetic_size = (64, 96)
     c.data.num_train, c.data.num_validation, c.data.num_test = 8, 4, 4
