@@ -91,6 +91,7 @@ def test_huge_pages_script_measures_each_setting_in_its_own_process(tmp_path):
     row = [line for line in out.read_text().splitlines() if line.startswith("| rough |")]
     assert len(row) == 1
     cells = [c.strip() for c in row[0].strip("|").split("|")]
-    off, on = float(cells[1]), float(cells[2])
-    assert cells[3] == f"{off / on:.2f}x"
+    off, on = float(cells[1]), float(cells[2])  # printed at 3 decimals: +-0.0005 s
+    ratio = float(cells[3].rstrip("x"))
+    assert (off - 5e-4) / (on + 5e-4) - 0.005 <= ratio <= (off + 5e-4) / (on - 5e-4) + 0.005
     assert int(cells[4].replace(",", "")) > 0 and int(cells[5].replace(",", "")) > 0
