@@ -40,8 +40,8 @@ def environment(setting: str) -> dict[str, str]:
     ``off`` (``on`` leaves it to the command's re-execution)."""
     env = dict(os.environ)
     env.pop(huge_pages.OPT_OUT, None)
-    tunables = [t for t in env.pop("GLIBC_TUNABLES", "").split(":")
-                if t and not t.startswith(huge_pages.TUNABLE_NAME)]
+    tunables, _ = huge_pages.split_tunables(env)
+    env.pop("GLIBC_TUNABLES", None)
     if tunables:
         env["GLIBC_TUNABLES"] = ":".join(tunables)
     if setting == "off":

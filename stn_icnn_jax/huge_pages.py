@@ -29,7 +29,6 @@ Library users get the same by starting Python with
 from __future__ import annotations
 
 import os
-import platform
 import sys
 from collections.abc import Mapping
 
@@ -52,10 +51,17 @@ def thp_mode(path: str = THP_ENABLED) -> str | None:
     return text[start + 1:end] if 0 <= start < end else None
 
 
-def glibc_version(libc: tuple[str, str] | None = None) -> tuple[int, ...] | None:
-    """glibc's (major, minor) from ``platform.libc_ver()`` (or ``libc``); None if the C
-    library is not glibc or its version does not parse."""
-    name, version = platform.libc_ver() if libc is None else libc
+def glibc_version(text: str | None = None) -> tuple[int, ...] | None:
+    """The running glibc's (major, minor), from ``os.confstr("CS_GNU_LIBC_VERSION")``
+    ("glibc 2.36"; or ``text`` in that form); None if the C library is not glibc or its
+    version does not parse. (``platform.libc_ver()`` would give the newest glibc symbol
+    the Python binary was linked against, not the library it runs with.)"""
+    if text is None:
+        try:
+            text = os.confstr("CS_GNU_LIBC_VERSION")
+        except (AttributeError, ValueError, OSError):  # no confstr, or not glibc
+            return None
+    name, _, version = (text or "").partition(" ")
     if name != "glibc":
         return None
     try:
@@ -64,35 +70,44 @@ def glibc_version(libc: tuple[str, str] | None = None) -> tuple[int, ...] | None
         return None
 
 
-def _tunables(env: Mapping[str, str]) -> list[str]:
-    return [t for t in env.get("GLIBC_TUNABLES", "").split(":") if t]
+def supported(glibc: tuple[int, ...] | None, thp: str | None) -> bool:
+    """Whether the tunable can take effect: glibc >= 2.35 (``glibc``, from
+    :func:`glibc_version`) and the kernel's THP mode (``thp``, :func:`thp_mode`) not
+    ``never`` or missing."""
+    return glibc is not None and glibc >= MIN_GLIBC and thp not in (None, "never")
+
+
+def split_tunables(env: Mapping[str, str]) -> tuple[list[str], list[str]]:
+    """``env``'s ``GLIBC_TUNABLES``: the other tunables (``name=value`` items, in
+    order), and the values given to :data:`TUNABLE_NAME` (usually none or one)."""
+    others, values = [], []
+    for item in env.get("GLIBC_TUNABLES", "").split(":"):
+        name, _, value = item.partition("=")
+        if name == TUNABLE_NAME:
+            values.append(value)
+        elif item:
+            others.append(item)
+    return others, values
 
 
 def environment_with_huge_pages(env: Mapping[str, str], glibc: tuple[int, ...] | None,
                                 thp: str | None) -> dict[str, str] | None:
     """``env`` with :data:`TUNABLE` appended to ``GLIBC_TUNABLES``, or None when there is
-    nothing to do (opted out, already set either way, no glibc >= 2.35, THP ``never``).
+    nothing to do (opted out, already set either way, not :func:`supported`).
 
     Pure: ``glibc`` is :func:`glibc_version`'s answer and ``thp`` :func:`thp_mode`'s."""
-    if env.get(OPT_OUT, "") == "0":
+    others, values = split_tunables(env)
+    if env.get(OPT_OUT, "") == "0" or values or not supported(glibc, thp):
         return None
-    tunables = _tunables(env)
-    if any(t.split("=")[0] == TUNABLE_NAME for t in tunables):
-        return None
-    if glibc is None or glibc < MIN_GLIBC or thp in (None, "never"):
-        return None
-    return {**env, "GLIBC_TUNABLES": ":".join([*tunables, TUNABLE])}
+    return {**env, "GLIBC_TUNABLES": ":".join([*others, TUNABLE])}
 
 
 def active(env: Mapping[str, str] | None = None) -> bool:
     """Whether this process runs with malloc's huge pages on: the tunable set to a
-    non-zero value when it started, on glibc >= 2.35 with THP not ``never``."""
-    env = os.environ if env is None else env
-    values = [t.split("=", 1)[1] for t in _tunables(env)
-              if t.split("=")[0] == TUNABLE_NAME and "=" in t]
-    glibc = glibc_version()
-    return (bool(values) and values[-1] not in ("", "0") and glibc is not None
-            and glibc >= MIN_GLIBC and thp_mode() not in (None, "never"))
+    non-zero value when it started, where it is :func:`supported`."""
+    _, values = split_tunables(os.environ if env is None else env)
+    return (bool(values) and values[-1] not in ("", "0")
+            and supported(glibc_version(), thp_mode()))
 
 
 def reexec_with_huge_pages() -> None:

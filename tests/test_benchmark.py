@@ -79,8 +79,8 @@ def test_bench_usage_errors_are_one_line(capsys):
                                        "--warmup >= 0\n")
 
 
-@pytest.mark.skipif(not huge_pages.environment_with_huge_pages(
-    {}, huge_pages.glibc_version(), huge_pages.thp_mode()),
+@pytest.mark.skipif(not huge_pages.supported(huge_pages.glibc_version(),
+                                              huge_pages.thp_mode()),
     reason="needs glibc >= 2.35 and transparent huge pages not 'never'")
 def test_huge_pages_script_measures_each_setting_in_its_own_process(tmp_path):
     script = training_helpers.experiment_script("bench_huge_pages")

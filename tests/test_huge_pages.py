@@ -44,16 +44,20 @@ def test_thp_mode_is_the_bracketed_word(tmp_path):
 
 
 def test_glibc_version():
-    assert huge_pages.glibc_version(("glibc", "2.36")) == (2, 36)
-    assert huge_pages.glibc_version(("glibc", "2.35.1")) == (2, 35)
-    assert huge_pages.glibc_version(("", "")) is None
-    assert huge_pages.glibc_version(("musl", "1.2")) is None
+    assert huge_pages.glibc_version("glibc 2.36") == (2, 36)
+    assert huge_pages.glibc_version("glibc 2.35.1") == (2, 35)
+    assert huge_pages.glibc_version("") is None
+    assert huge_pages.glibc_version("musl 1.2") is None
+
+
+def test_split_tunables():
+    env = {"GLIBC_TUNABLES": "a.b=1:glibc.malloc.hugetlb=0::glibc.malloc.arena_max=2"}
+    assert huge_pages.split_tunables(env) == (["a.b=1", "glibc.malloc.arena_max=2"], ["0"])
+    assert huge_pages.split_tunables({}) == ([], [])
 
 
 def _applies_here() -> bool:
-    glibc = huge_pages.glibc_version()
-    return (glibc is not None and glibc >= huge_pages.MIN_GLIBC
-            and huge_pages.thp_mode() not in (None, "never"))
+    return huge_pages.supported(huge_pages.glibc_version(), huge_pages.thp_mode())
 
 
 # The program prints the tunables it started with, then runs the command's entry point,
