@@ -9,7 +9,11 @@ tests/torch_twin.py (imported, not copied), trained as a good PyTorch engineer w
 (Adam, ``zero_grad(set_to_none=True)``, no autograd in inference, 2 threads), in the
 default memory format and ``channels_last`` (its strongest variant on CPU); the
 authors' paste-back (12 full-canvas ``grid_sample``s per face). Ours:
-``stn_icnn_jax.benchmark`` (the timing function ``stn-icnn bench`` uses). FLOPs per
+``stn_icnn_jax.benchmark`` (the timing function ``stn-icnn bench`` uses), by default in
+a ``stn-icnn bench ... --json`` process per row, as users run it: with malloc's
+transparent huge pages, which make our steps 1.14-1.17x faster and PyTorch's slower here
+(results/bench_huge_pages.md, bench_frameworks_huge_pages.md), so each side runs in its
+own best setting; ``--ours inline`` times ours in this process, on default pages. FLOPs per
 step are XLA's count of our step (the same networks on both sides); "of peak" divides
 the rate by the float32 GEMM rate measured in the same run (a large ``jnp.dot``).
 
@@ -183,6 +187,31 @@ def time_torch(fn, reps: int, warmup: int) -> dict:
     return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times)}
 
 
+def time_ours(args, preset: str, what: str, batch: int) -> dict:
+    """Our step ``what`` (a stage or ``parse``): by default in a ``stn-icnn bench ...
+    --json`` process of its own, as users run it (malloc's huge pages on where the
+    platform has them); with ``--ours inline`` in this process (glibc's default pages,
+    like the PyTorch side)."""
+    from stn_icnn_jax import benchmark
+
+    if args.ours == "process":
+        kind = "parse" if what == "parse" else "train"
+        command = benchmark.bench_command(kind, preset, batch,
+                                          stage=None if kind == "parse" else what,
+                                          canvas=args.canvas, reps=args.reps,
+                                          warmup=args.warmup)
+        result = benchmark.run_bench_process(command)
+    elif what == "parse":
+        result = benchmark.parse_benchmark(preset, batch, canvas=args.canvas, reps=args.reps,
+                                           warmup=args.warmup)
+    else:
+        result = benchmark.train_step_benchmark(what, preset, batch, canvas=args.canvas,
+                                                reps=args.reps, warmup=args.warmup)
+    result.setdefault("machine", benchmark.machine_line())
+    result["huge_pages"] = "malloc huge pages on" in result["machine"]
+    return result
+
+
 def torch_peak_gflops(n: int, reps: int = 3) -> float:
     import torch
 
@@ -228,12 +257,7 @@ def run(args, on_row=None) -> dict:
             fn = pipe.parse_fn() if is_parse else pipe.step_fn(what)
             row[variant] = time_torch(fn, args.reps, args.warmup)
             del pipe, fn
-        if is_parse:
-            row["ours"] = benchmark.parse_benchmark(preset, batch, canvas=args.canvas,
-                                                    reps=args.reps, warmup=args.warmup)
-        else:
-            row["ours"] = benchmark.train_step_benchmark(what, preset, batch, canvas=args.canvas,
-                                                         reps=args.reps, warmup=args.warmup)
+        row["ours"] = time_ours(args, preset, what.split("@")[0], batch)
         row["batch"] = batch
         row["load_after"] = uptime()
         print({k: v for k, v in row.items()}, flush=True)
@@ -245,6 +269,22 @@ def run(args, on_row=None) -> dict:
 
 def ms(seconds: float) -> str:
     return f"{seconds * 1e3:.0f}" if seconds >= 0.01 else f"{seconds * 1e3:.1f}"
+
+
+def where_each_side_ran(args, result: dict) -> str:
+    """One sentence: the process and the malloc page setting of each side."""
+    from stn_icnn_jax import huge_pages
+
+    parent = "on" if huge_pages.active() else "off"
+    on = sum(bool(row["ours"].get("huge_pages")) for row in result["rows"])
+    if args.ours == "process":
+        ours = (f"Ours: each row in a `stn-icnn bench ... --json` process of its own, as users "
+                f"run it (malloc huge pages on in {on} of {len(result['rows'])} rows)")
+    else:
+        ours = f"Ours: inline in this process (malloc huge pages {parent})"
+    return (f"{ours}. PyTorch: in this process, malloc huge pages {parent}; each side in "
+            "its own best setting (under `GLIBC_TUNABLES=glibc.malloc.hugetlb=1` PyTorch's "
+            "steps were slower here: bench_frameworks_huge_pages.md).")
 
 
 def write_report(path: Path, args, result: dict, header: str, seconds: float) -> str:
@@ -265,6 +305,8 @@ def write_report(path: Path, args, result: dict, header: str, seconds: float) ->
         "Times in ms per step (train rows) or per batch (parse rows); `x` = PyTorch's best "
         "variant time / ours (above 1: we are faster). GFLOP: XLA's count of our step; "
         "`% peak` = that work at our median over the measured jnp.dot peak.",
+        "",
+        where_each_side_ran(args, result),
         "",
     ]
     steps = []
@@ -319,7 +361,8 @@ def write_report(path: Path, args, result: dict, header: str, seconds: float) ->
         f"Run time so far: {seconds / 60:.1f} min. Re-run: `python experiments/bench_frameworks.py"
         f"{' --quick' if args.quick else ''} --threads {args.threads}"
         f"{f' --batch {args.batch}' if args.batch_given else ''}"
-        f"{f' --only {args.only}' if args.only else ''}` (pinned: `taskset -c 1 ...`).",
+        f"{f' --only {args.only}' if args.only else ''}"
+        f"{' --ours inline' if args.ours == 'inline' else ''}` (pinned: `taskset -c 1 ...`).",
         "",
     ]
     return markdown.write(path, lines)
@@ -335,6 +378,11 @@ def main(argv=None) -> None:
     parser.add_argument("--warmup", type=int)
     parser.add_argument("--peak_n", type=int)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--ours", choices=("process", "inline"), default="process",
+                        help="time our steps in `stn-icnn bench --json` processes of their "
+                             "own, as users run them (default; malloc huge pages on where "
+                             "supported), or inline in this process (default pages, like "
+                             "PyTorch here)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--only", help="rows to run, e.g. paper:rough,authors:parts "
                                        "(step names: rough, parts, localizer, end_to_end, parse)")

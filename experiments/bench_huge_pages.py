@@ -20,16 +20,13 @@ Writes experiments/results/bench_huge_pages.md (``--out``).
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import resource
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from stn_icnn_jax import huge_pages, markdown
+from stn_icnn_jax import benchmark, huge_pages, markdown
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_huge_pages.md"
 SETTINGS = ("off", "on")
@@ -52,20 +49,16 @@ def environment(setting: str) -> dict[str, str]:
 def measure(setting: str, stage: str, args) -> dict:
     """One ``stn-icnn bench train`` process: its JSON, plus its page faults and system
     seconds. Raises if the process did not run with the setting asked for."""
-    command = [sys.executable, "-m", "stn_icnn_jax.cli", "bench", "train", "--stage", stage,
-               "--preset", args.preset, "--batch", str(args.batch), "--canvas",
-               str(args.canvas), "--reps", str(args.reps), "--json", *args.overrides]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    out = subprocess.run(command, env=environment(setting), capture_output=True, text=True)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if out.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed:\n{out.stderr}")
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    command = benchmark.bench_command("train", args.preset, args.batch, stage=stage,
+                                      canvas=args.canvas, reps=args.reps,
+                                      overrides=args.overrides)
+    try:
+        result = benchmark.run_bench_process(command, environment(setting))
+    except RuntimeError as error:
+        raise SystemExit(str(error)) from None
     if f"malloc huge pages {setting}" not in result["machine"]:
         raise SystemExit(f"asked for huge pages {setting}, the process says: "
                          f"{result['machine']}")
-    result["minor_faults"] = after.ru_minflt - before.ru_minflt
-    result["system_s"] = after.ru_stime - before.ru_stime
     return result
 
 

@@ -12,8 +12,12 @@ random inputs of the paper's shapes.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import resource
 import statistics
+import subprocess
+import sys
 import time
 from typing import Any, Callable, Literal
 
@@ -144,6 +148,36 @@ def machine_line() -> str:
     return (f"jax {jax.__version__} ({jax.default_backend()}), {os.cpu_count()} CPUs, "
             f"malloc huge pages {pages}, "
             f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+
+
+def bench_command(what: Literal["train", "parse"], preset: Preset, batch: int, *,
+                  stage: str | None = None, canvas: int = 1024, reps: int = 5,
+                  warmup: int = 1, overrides: list[str] = ()) -> list[str]:
+    """The ``stn-icnn bench train|parse ... --json`` command line (this Python) that times
+    one of our steps in a process of its own: the command's defaults apply there, malloc's
+    huge pages included (``stn_icnn_jax.huge_pages``)."""
+    command = [sys.executable, "-m", "stn_icnn_jax.cli", "bench", what]
+    if what == "train":
+        if stage is None:
+            raise ValueError("bench_command: 'train' needs a stage")
+        command += ["--stage", stage]
+    return command + ["--preset", preset, "--batch", str(batch), "--canvas", str(canvas),
+                      "--reps", str(reps), "--warmup", str(warmup), "--json", *overrides]
+
+
+def run_bench_process(command: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Runs a :func:`bench_command` to its end; returns its JSON object plus the child's
+    ``minor_faults`` and ``system_s`` (``getrusage``: compile, warm-up and timed calls
+    together). Raises RuntimeError with the child's stderr if it failed."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out = subprocess.run(command, env=env, capture_output=True, text=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if out.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed (exit {out.returncode}):\n{out.stderr}")
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result["minor_faults"] = after.ru_minflt - before.ru_minflt
+    result["system_s"] = after.ru_stime - before.ru_stime
+    return result
 
 
 # --------------------------------------------------------------------------- our model

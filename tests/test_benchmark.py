@@ -95,3 +95,24 @@ def test_huge_pages_script_measures_each_setting_in_its_own_process(tmp_path):
     ratio = float(cells[3].rstrip("x"))
     assert (off - 5e-4) / (on + 5e-4) - 0.005 <= ratio <= (off + 5e-4) / (on - 5e-4) + 0.005
     assert int(cells[4].replace(",", "")) > 0 and int(cells[5].replace(",", "")) > 0
+
+
+@pytest.mark.slow
+def test_frameworks_script_times_ours_in_a_bench_process_of_its_own(tmp_path):
+    pytest.importorskip("torch")
+    script = training_helpers.experiment_script("bench_frameworks")
+    out = tmp_path / "table.md"
+    script.main(["--quick", "--only", "paper:rough", "--batch", "2", "--canvas", "64",
+                 "--reps", "1", "--peak_n", "256", "--out", str(out)])
+    text = out.read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| paper | rough |")]
+    assert len(rows) == 1
+    cells = [c.strip() for c in rows[0].strip("|").split("|")]
+    torch_ms, torch_cl_ms, ours_ms = float(cells[3]), float(cells[4]), float(cells[5])
+    ratio = float(cells[6].rstrip("x"))  # best torch / ours, from unrounded times
+    best = min(torch_ms, torch_cl_ms)
+    assert (best - 0.5) / (ours_ms + 0.5) - 0.005 <= ratio <= (best + 0.5) / (ours_ms - 0.5) + 0.005
+    supported = huge_pages.supported(huge_pages.glibc_version(), huge_pages.thp_mode())
+    # the child process re-executed itself with huge pages where the platform has them
+    assert f"malloc huge pages on in {int(supported)} of 1 rows" in text
+    assert "PyTorch: in this process, malloc huge pages off" in text
