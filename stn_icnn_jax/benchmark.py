@@ -33,7 +33,8 @@ PRESETS: tuple[str, ...] = ("authors", "paper")
 
 @dataclasses.dataclass(frozen=True)
 class Timing:
-    """One measurement. Times in seconds; ``flops`` per call (XLA's count, 0 if unknown)."""
+    """One measurement. Times in seconds; ``flops`` per call (XLA's count, 0 if unknown);
+    ``compile_s`` = tracing + lowering to StableHLO (``lower_s``) + XLA's compile."""
 
     median_s: float
     min_s: float
@@ -42,6 +43,7 @@ class Timing:
     first_call_s: float
     reps: int
     flops: float
+    lower_s: float = 0.0
 
     @property
     def gflops_per_s(self) -> float:
@@ -62,15 +64,17 @@ def compiled_flops(compiled: Any) -> float:
 class Prepared:
     """A function compiled for fixed arguments, ready to be timed call by call.
 
-    ``compile_s``: ``jit(fn).lower(*args).compile()`` alone; ``flops``: XLA's count per
-    call; :meth:`call` runs it once, waits for the result and returns the seconds taken
+    ``compile_s``: ``jit(fn).lower(*args).compile()`` alone, of which ``lower_s`` the
+    tracing and lowering (Python, before XLA); ``flops``: XLA's count per call; :meth:`call` runs it once, waits for the result and returns the seconds taken
     (with ``carry``, the returned state becomes the next call's first argument);
     ``last``: the latest output."""
 
     def __init__(self, fn: Callable, *args, carry: bool = False, donate_carry: bool = False):
         jitted = jax.jit(fn, donate_argnums=(0,) if (carry and donate_carry) else ())
         started = time.perf_counter()
-        self._compiled = jitted.lower(*args).compile()
+        lowered = jitted.lower(*args)
+        self.lower_s = time.perf_counter() - started
+        self._compiled = lowered.compile()
         self.compile_s = time.perf_counter() - started
         self.flops = compiled_flops(self._compiled)
         self._args = list(args)
@@ -96,7 +100,7 @@ class Prepared:
 def _timing(prepared: Prepared, first: float, times: list[float]) -> Timing:
     return Timing(median_s=statistics.median(times), min_s=min(times), max_s=max(times),
                   compile_s=prepared.compile_s, first_call_s=first, reps=len(times),
-                  flops=prepared.flops)
+                  flops=prepared.flops, lower_s=prepared.lower_s)
 
 
 def interleaved(prepared: dict[str, Prepared], reps: int = 5, warmup: int = 1) -> dict[str, Timing]:

@@ -56,6 +56,7 @@ def test_bench_train_json(capsys):
     assert (out["stage"], out["preset"], out["batch"], out["reps"]) == ("rough", "paper", 2, 2)
     assert 0 < out["min_s"] <= out["median_s"] <= out["max_s"] < 60
     assert out["compile_s"] > 0 and out["first_call_s"] > 0
+    assert 0 < out["lower_s"] < out["compile_s"]  # tracing + lowering, then XLA's part
     # forward alone: the first conv 3->4 at 32x32, 3x3 SAME, batch 2; a train step is more.
     assert out["flops"] > 2 * 2 * (32 * 3 - 2) ** 2 * 3 * 4
     assert out["gflops_per_s"] == pytest.approx(out["flops"] / out["median_s"] / 1e9)

@@ -75,7 +75,8 @@ def format_result(result: dict) -> str:
         f"{what}, {result['preset']} preset, batch {result['batch']} ({result['machine']})",
         f"  median {result['median_s'] * 1e3:.1f} ms (min {result['min_s'] * 1e3:.1f}, "
         f"max {result['max_s'] * 1e3:.1f}, {result['reps']} reps); compile "
-        f"{result['compile_s']:.1f} s; {result['flops'] / 1e9:.2f} GFLOP "
+        f"{result['compile_s']:.1f} s (tracing and lowering {result['lower_s']:.1f} s of it); "
+        f"{result['flops'] / 1e9:.2f} GFLOP "
         f"({result['gflops_per_s']:.1f} GFLOP/s)",
     ]
     if "per_face_s" in result:

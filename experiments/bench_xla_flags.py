@@ -1,0 +1,140 @@
+"""Compile time and step time of one of our train steps under XLA flag settings.
+
+Each measurement is one ``stn-icnn bench train --json`` process with ``XLA_FLAGS`` set to
+the setting (after any XLA_FLAGS of this process's environment), so every compile is
+cold and no flag leaks into the next setting; the settings run in turn, ``--rounds``
+times, so that a host whose speed drifts slows all of them alike. The table gives the
+first-step compile (``jit(step).lower(...).compile()``) split into tracing + lowering
+(Python, before XLA) and XLA's part, the step's median time, and both as ratios to the
+first setting.
+
+Usage::
+
+    python experiments/bench_xla_flags.py                      # end_to_end, candidates below
+    python experiments/bench_xla_flags.py --stage rough --flags "" \\
+        --flags "--xla_cpu_disable_loop_unrolling=true"
+
+Writes experiments/results/bench_xla_flags.md (``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from stn_icnn_jax import benchmark, markdown
+
+RESULTS = Path(__file__).resolve().parent / "results" / "bench_xla_flags.md"
+
+#: XLA CPU options that trade code quality for compile time (the first: no flags).
+CANDIDATES = (
+    "",
+    "--xla_backend_optimization_level=1",
+    "--xla_llvm_disable_expensive_passes=true",
+    "--xla_cpu_disable_loop_unrolling=true",
+    "--xla_cpu_disable_slp_vectorizer=true",
+    "--xla_cpu_optimize_for_size=true",
+    "--xla_cpu_use_fusion_emitters=false",
+    "--xla_cpu_parallel_codegen_split_count=2",
+)
+
+
+def environment(flags: str) -> dict[str, str]:
+    """This process's environment with ``flags`` appended to its XLA_FLAGS."""
+    env = dict(os.environ)
+    joined = " ".join(f for f in (env.get("XLA_FLAGS", ""), flags) if f)
+    env.pop("XLA_FLAGS", None)
+    if joined:
+        env["XLA_FLAGS"] = joined
+    return env
+
+
+def measure(flags: str, args) -> dict:
+    command = benchmark.bench_command("train", args.preset, args.batch, stage=args.stage,
+                                      canvas=args.canvas, reps=args.reps,
+                                      overrides=args.overrides)
+    try:
+        return benchmark.run_bench_process(command, environment(flags))
+    except RuntimeError as error:
+        raise SystemExit(f"XLA_FLAGS={flags!r}: {error}") from None
+
+
+def report(results: dict[str, list[dict]], args, header: str) -> str:
+    base = next(iter(results))
+
+    def med(flags, key):
+        return statistics.median(r[key] for r in results[flags])
+
+    rows = []
+    for flags, runs in results.items():
+        rows.append([
+            f"`{flags}`" if flags else "(none)",
+            " / ".join(f"{r['compile_s']:.1f}" for r in runs),
+            f"{med(flags, 'lower_s'):.1f}",
+            f"{med(flags, 'compile_s') - med(flags, 'lower_s'):.1f}",
+            " / ".join(f"{r['median_s']:.3f}" for r in runs),
+            f"{med(flags, 'compile_s') / med(base, 'compile_s'):.2f}",
+            f"{med(flags, 'median_s') / med(base, 'median_s'):.2f}",
+        ])
+    lines = [
+        f"# XLA flags: compile and step time of the {args.stage} train step",
+        "",
+        f"{header}. Preset {args.preset}, batch {args.batch}, canvas {args.canvas}, median "
+        f"of {args.reps} timed calls per process, {args.rounds} round(s) of all settings "
+        "in turn; each a `stn-icnn bench train --json` process of its own (cold compile, "
+        "malloc huge pages as the command sets them).",
+        "",
+        "Compile = `jit(step).lower(...).compile()` in seconds (one per round), split into "
+        "tracing + lowering (Python) and XLA (medians); step in seconds (one per round); "
+        "the ratios divide the medians by the first row's (below 1: less time).",
+        "",
+    ]
+    lines += markdown.table(["XLA_FLAGS", "compile s", "of it tracing + lowering s",
+                             "of it XLA s", "step s", "compile / first", "step / first"], rows)
+    command = " ".join(["python experiments/bench_xla_flags.py", *args.argv])
+    lines += ["", f"Re-run: `{command}`", ""]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--stage", default="end_to_end",
+                        choices=("rough", "localizer", "parts", "end_to_end"))
+    parser.add_argument("--preset", default="paper", choices=("paper", "authors"))
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--canvas", type=int, default=640)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--flags", action="append",
+                        help="one XLA_FLAGS setting (repeat; \"\" = none); default: the "
+                             "candidates in this script")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args, overrides = parser.parse_known_args(argv)
+    bad = [o for o in overrides if not o.startswith("--config.")]
+    if bad:
+        parser.error(f"unrecognized arguments: {' '.join(bad)}")
+    args.overrides = overrides  # --config.a.b=value items, passed to `stn-icnn bench`
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    settings = list(dict.fromkeys(args.flags if args.flags is not None else CANDIDATES))
+    header = benchmark.machine_line() + " at the start (this process)"
+    results: dict[str, list[dict]] = {flags: [] for flags in settings}
+    started = time.time()
+    for round_ in range(args.rounds):
+        for flags in settings:
+            result = measure(flags, args)
+            results[flags].append(result)
+            print(f"round {round_ + 1} {flags or '(none)'}: compile {result['compile_s']:.1f} s "
+                  f"(lowering {result['lower_s']:.1f}), step {result['median_s']:.3f} s",
+                  flush=True)
+    text = report(results, args, header + f"; {(time.time() - started) / 60:.1f} min in all")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
