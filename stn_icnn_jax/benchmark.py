@@ -300,8 +300,9 @@ def face_finding_benchmark(reps: int = 5) -> dict[str, Any] | None:
 def parse_benchmark(preset: Preset, batch: int, *, canvas: int = 1024, reps: int = 5,
                     warmup: int = 1, config=None) -> dict[str, Any]:
     """Inference of ``batch`` faces (``model/stn_icnn.parse``: stage 1, localiser, crop,
-    parts, paste-back), plus its two halves timed on their own: ``network`` (forward up to
-    the part logits) and ``paste_back`` (softmax, fuse, argmax). Times are per batch;
+    parts, paste-back), plus its two halves jitted on their own: ``network`` (forward up
+    to the part logits) and ``paste_back`` (softmax, fuse, argmax), the three timed in
+    interleaved rounds (:func:`interleaved`). Times are per batch;
     ``per_face_s`` = median_s / batch. ``face_finding``: OpenCV's Haar cascade per image
     (None without cv2)."""
     from stn_icnn_jax.model import stn_icnn
@@ -323,10 +324,13 @@ def parse_benchmark(preset: Preset, batch: int, *, canvas: int = 1024, reps: int
         probs = tuple(jax.nn.softmax(z, axis=-1) for z in logits)
         return stn_icnn.fuse_labels(probs, theta_canvas, size, model.config)
 
-    total = time_jitted(whole, variables, data, reps=reps, warmup=warmup)
-    net, (logits, theta) = time_jitted(network, variables, data, reps=reps, warmup=warmup,
-                                       return_output=True)
-    paste = time_jitted(paste_back, logits, theta, reps=reps, warmup=warmup)
+    net = Prepared(network, variables, data)
+    net.call()
+    prepared = {"whole": Prepared(whole, variables, data), "network": net,
+                "paste_back": Prepared(paste_back, *net.last)}
+    # side by side, so that the halves and the whole see the same host
+    timings = interleaved(prepared, reps=reps, warmup=warmup)
+    total, net, paste = (timings[k] for k in ("whole", "network", "paste_back"))
     return {"preset": preset, "batch": batch, **total.as_dict(),
             "per_face_s": total.median_s / batch,
             "network": net.as_dict(), "paste_back": paste.as_dict(),
