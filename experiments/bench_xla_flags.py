@@ -136,7 +136,9 @@ def main(argv=None) -> None:
             print(f"round {round_ + 1} {flags or '(none)'}: compile {result['compile_s']:.1f} s "
                   f"(lowering {result['lower_s']:.1f}), step {result['median_s']:.3f} s",
                   flush=True)
-    text = report(results, args, header + f"; {(time.time() - started) / 60:.1f} min in all")
+    load = os.getloadavg()
+    text = report(results, args, header + f"; {(time.time() - started) / 60:.1f} min in all, "
+                  f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} at the end")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     print(text)

@@ -1,7 +1,8 @@
-"""Where one training step's time goes: a ``jax.profiler`` trace of a few steps, summed
-per XLA operation and per kind of operation.
+"""Where one training step's (or inference's) time goes: a ``jax.profiler`` trace of a few
+steps, summed per XLA operation and per kind of operation.
 
-The step is ``stn-icnn bench train``'s (random inputs of the paper's shapes). XLA's CPU
+The step is ``stn-icnn bench train``'s (random inputs of the paper's shapes), or with
+``--stage parse`` ``stn-icnn bench parse``'s whole inference of a batch. XLA's CPU
 runtime runs independent operations side by side, so on several cores the operations'
 times add up to more than the step's wall time; pin the process to one core (``taskset
 -c 0``) for shares that add up. Kinds are the operation names without their numeric
@@ -53,7 +54,9 @@ def op_times(trace_dir: str, steps: int) -> dict[str, float]:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--stage", default="rough")
+    parser.add_argument("--stage", default="rough",
+                        choices=("rough", "localizer", "parts", "end_to_end", "parse"),
+                        help="a stage's training step, or parse (inference of a batch)")
     parser.add_argument("--preset", default="paper", choices=benchmark.PRESETS)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--steps", type=int, default=3)
@@ -61,7 +64,10 @@ def main(argv=None) -> None:
     parser.add_argument("--out", type=Path)
     args, overrides = parser.parse_known_args(argv)
     config = benchmark.bench_config(args.preset, 512, overrides)
-    step = benchmark.prepare_train_step(args.stage, args.preset, args.batch, config=config)
+    if args.stage == "parse":
+        step = benchmark.prepare_parse(args.preset, args.batch, config=config)["whole"]
+    else:
+        step = benchmark.prepare_train_step(args.stage, args.preset, args.batch, config=config)
     for _ in range(2):
         step.call()
     wall = []
@@ -80,7 +86,8 @@ def main(argv=None) -> None:
     wall_ms = 1e3 * statistics.median(wall)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     lines = [
-        f"# Profile of one {args.stage} training step ({args.preset} preset, batch {args.batch})",
+        f"# Profile of one {'parse' if args.stage == 'parse' else args.stage + ' training step'} "
+        f"({args.preset} preset, batch {args.batch})",
         "",
         f"{benchmark.machine_line()}; this process may use {cores} core(s). Median wall time "
         f"of the {args.steps} traced steps: {wall_ms:.0f} ms; the operations' times add up to "

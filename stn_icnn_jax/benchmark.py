@@ -297,14 +297,12 @@ def face_finding_benchmark(reps: int = 5) -> dict[str, Any] | None:
             "image_size": list(gray.shape), "faces_found": int(len(faces))}
 
 
-def parse_benchmark(preset: Preset, batch: int, *, canvas: int = 1024, reps: int = 5,
-                    warmup: int = 1, config=None) -> dict[str, Any]:
-    """Inference of ``batch`` faces (``model/stn_icnn.parse``: stage 1, localiser, crop,
-    parts, paste-back), plus its two halves jitted on their own: ``network`` (forward up
-    to the part logits) and ``paste_back`` (softmax, fuse, argmax), the three timed in
-    interleaved rounds (:func:`interleaved`). Times are per batch;
-    ``per_face_s`` = median_s / batch. ``face_finding``: OpenCV's Haar cascade per image
-    (None without cv2)."""
+def prepare_parse(preset: Preset, batch: int, *, canvas: int = 1024,
+                  config=None) -> dict[str, Prepared]:
+    """Inference of ``batch`` random faces compiled: ``whole`` (``model/stn_icnn.parse``:
+    stage 1, localiser, crop, parts, paste-back; its labels) and its two halves jitted on
+    their own, ``network`` (forward up to the part logits) and ``paste_back`` (softmax,
+    fuse, argmax; compiled for, and fed, the network's output)."""
     from stn_icnn_jax.model import stn_icnn
 
     config = config if config is not None else bench_config(preset, canvas)
@@ -326,12 +324,21 @@ def parse_benchmark(preset: Preset, batch: int, *, canvas: int = 1024, reps: int
 
     net = Prepared(network, variables, data)
     net.call()
-    prepared = {"whole": Prepared(whole, variables, data), "network": net,
-                "paste_back": Prepared(paste_back, *net.last)}
-    # side by side, so that the halves and the whole see the same host
-    timings = interleaved(prepared, reps=reps, warmup=warmup)
-    total, net, paste = (timings[k] for k in ("whole", "network", "paste_back"))
+    return {"whole": Prepared(whole, variables, data), "network": net,
+            "paste_back": Prepared(paste_back, *net.last)}
+
+
+def parse_benchmark(preset: Preset, batch: int, *, canvas: int = 1024, reps: int = 5,
+                    warmup: int = 1, config=None) -> dict[str, Any]:
+    """:func:`prepare_parse`'s three functions timed in interleaved rounds (so that the
+    halves and the whole see the same host). Times are per batch; ``per_face_s`` =
+    median_s / batch. ``face_finding``: OpenCV's Haar cascade per image (None without
+    cv2)."""
+    timings = interleaved(prepare_parse(preset, batch, canvas=canvas, config=config),
+                          reps=reps, warmup=warmup)
+    total = timings["whole"]
     return {"preset": preset, "batch": batch, **total.as_dict(),
             "per_face_s": total.median_s / batch,
-            "network": net.as_dict(), "paste_back": paste.as_dict(),
+            "network": timings["network"].as_dict(),
+            "paste_back": timings["paste_back"].as_dict(),
             "face_finding": face_finding_benchmark(reps)}
