@@ -11,8 +11,8 @@ first setting.
 Usage::
 
     python experiments/bench_xla_flags.py                      # end_to_end, candidates below
-    python experiments/bench_xla_flags.py --stage rough --flags "" \\
-        --flags "--xla_cpu_disable_loop_unrolling=true"
+    python experiments/bench_xla_flags.py --stage rough --flags= \\
+        --flags=--xla_backend_optimization_level=1      # "--flags=VALUE": VALUE starts with --
 
 Writes experiments/results/bench_xla_flags.md (``--out``).
 """
@@ -114,8 +114,8 @@ def main(argv=None) -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--flags", action="append",
-                        help="one XLA_FLAGS setting (repeat; \"\" = none); default: the "
-                             "candidates in this script")
+                        help="one XLA_FLAGS setting, written --flags=VALUE (repeat; --flags= "
+                             "is none); default: the candidates in this script")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args, overrides = parser.parse_known_args(argv)
     bad = [o for o in overrides if not o.startswith("--config.")]

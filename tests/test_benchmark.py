@@ -117,3 +117,25 @@ def test_frameworks_script_times_ours_in_a_bench_process_of_its_own(tmp_path):
     # the child process re-executed itself with huge pages where the platform has them
     assert f"malloc huge pages on in {int(supported)} of 1 rows" in text
     assert "PyTorch: in this process, malloc huge pages off" in text
+
+
+@pytest.mark.slow
+def test_xla_flags_script_times_each_setting_and_reports_a_failing_one(tmp_path):
+    script = training_helpers.experiment_script("bench_xla_flags")
+    out = tmp_path / "table.md"
+    script.main(["--stage", "rough", "--batch", "2", "--canvas", "64", "--reps", "1",
+                 "--flags=", "--flags=--xla_backend_optimization_level=1",
+                 "--flags=--xla_no_such_flag=1", "--out", str(out), *TINY])
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")[1:]]
+            for line in out.read_text().splitlines()
+            if line.startswith("| ") and not line.startswith("| XLA_FLAGS")}
+    assert set(rows) == {"(none)", "`--xla_backend_optimization_level=1`",
+                         "`--xla_no_such_flag=1`"}
+    assert rows["`--xla_no_such_flag=1`"][0].startswith("failed")
+    for name in ("(none)", "`--xla_backend_optimization_level=1`"):
+        compile_s, lower_s, xla_s = (float(rows[name][k]) for k in range(3))
+        assert 0 < lower_s < compile_s and abs(lower_s + xla_s - compile_s) <= 0.11
+    assert rows["(none)"][4:] == ["1.00", "1.00"]  # the first setting is the reference
+    level1 = rows["`--xla_backend_optimization_level=1`"]
+    assert float(level1[4]) == pytest.approx(float(level1[0]) / float(rows["(none)"][0]),
+                                             abs=0.06)
