@@ -17,6 +17,7 @@ from stn_icnn_jax.model.localizer import (
     LocalizerConfig,
     params_from_theta,
     theta_from_params,
+    with_coordinates,
 )
 
 SMALL = LocalizerConfig(input_size=32, channels=(4, 4, 8, 8))
@@ -364,3 +365,52 @@ def test_vgg9_features_are_non_negative_and_pooled_over_valid_pixels():
         dimension_numbers=("NHWC", "HWIO", "NHWC")) + k2["bias"]
     np.testing.assert_allclose(np.asarray(feats["conv_2"]["__call__"][0]), np.asarray(recomputed),
                                rtol=1e-4, atol=1e-5)
+
+
+# --------------------------------------------------------------------------- coordinate channels
+
+
+def test_with_coordinates_hand_worked():
+    x = jnp.full((2, 3, 2, 1), 7.0)
+    out = np.asarray(with_coordinates(x))
+    assert out.shape == (2, 3, 2, 3)
+    np.testing.assert_array_equal(out[..., 0], 7.0)
+    # channel 1: x (column) in [-1, 1]; channel 2: y (row) in [-1, 1]; the same for each image
+    np.testing.assert_array_equal(out[1, ..., 1], [[-1, 1], [-1, 1], [-1, 1]])
+    np.testing.assert_array_equal(out[1, ..., 2], [[-1, -1], [0, 0], [1, 1]])
+
+
+@pytest.mark.parametrize("backbone,first", [("vgg9", "conv_0"), ("resnet18", "conv1")])
+def test_coord_channels_are_the_first_convs_last_two_inputs(backbone, first):
+    """With the switch on, the first conv has 11 input channels; with its last two rows
+    zeroed the net computes what the switch-off net computes with the first 9 rows, and
+    with them non-zero a spatially uniform input gives a different theta."""
+    cfg = dataclasses.replace(SMALL, backbone=backbone)
+    on = Localizer(dataclasses.replace(cfg, coord_channels=True))
+    off = Localizer(cfg)
+    x = jnp.full((2, 32, 32, 9), 1.0 / 9)
+    v_on = _perturb_fc(_init(on, x))
+    kernel = v_on["params"]["features"][first]["kernel"]
+    assert kernel.shape[2] == 11
+
+    def with_kernel(v, k):
+        feats = {**v["params"]["features"], first: {**v["params"]["features"][first], "kernel": k}}
+        return {**v, "params": {**v["params"], "features": feats}}
+
+    theta_off = off.apply(with_kernel(v_on, kernel[:, :, :9]), x, train=False)
+    theta_zeroed = on.apply(with_kernel(v_on, kernel.at[:, :, 9:].set(0.0)), x, train=False)
+    np.testing.assert_allclose(theta_zeroed, theta_off, rtol=1e-6, atol=1e-7)
+    theta_on = on.apply(v_on, x, train=False)
+    assert float(jnp.max(jnp.abs(theta_on - theta_off))) > 1e-4
+
+
+def test_coord_channels_switch_in_the_config():
+    from stn_icnn_jax.config import base_config
+    from stn_icnn_jax.config.build import model_config
+
+    c = base_config()
+    assert model_config(c).localizer.coord_channels is False  # the paper's L
+    c.model.localizer_coord_channels = True
+    assert model_config(c).localizer.coord_channels is True
+    del c.model["localizer_coord_channels"]  # a config.json written before the key existed
+    assert model_config(c).localizer.coord_channels is False

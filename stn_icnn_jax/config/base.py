@@ -41,6 +41,7 @@ ADDED_KEYS: dict[str, object] = {
     "model.parts_head": "preset",
     "model.conv": "auto",
     "model.rough_background_logit": 0.0,
+    "model.localizer_coord_channels": False,
 }
 
 
@@ -93,6 +94,7 @@ def base_config() -> ml_collections.ConfigDict:
         localizer_backbone=localizer.backbone,  # "vgg9" (paper Fig. 3) | "resnet18" (authors)
         localizer_channels=localizer.channels,
         isotropic=localizer.isotropic,
+        localizer_coord_channels=localizer.coord_channels,  # + x, y input channels (not the paper's)
         rough_size=model.rough_size,
         crop_size=model.crop_size,
         theta_convention=model.theta_convention,  # "paper" (eq. 21) | "authors" (align_corners)

@@ -127,6 +127,7 @@ def model_config(config: ml_collections.ConfigDict) -> STNiCNNConfig:
         backbone=m.localizer_backbone, input_size=m.rough_size,
         channels=tuple(m.localizer_channels), isotropic=m.isotropic,
         bn_running_var=running_var, conv=added("conv"),
+        coord_channels=bool(added("localizer_coord_channels")),
     )
     return STNiCNNConfig(
         rough=icnn(NUM_CLASSES, "rough"), parts=icnn(2, "parts"), share_left_right=m.share_left_right,

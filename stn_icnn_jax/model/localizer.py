@@ -43,6 +43,15 @@ trainer should put the dataset's mean theta there). Consequence: at initialisati
 gradient w.r.t. the input and the conv weights is zero; only the dense layer moves on
 the first step, then everything trains (like zero-initialised residual branches).
 
+Coordinate channels (``coord_channels``)
+----------------------------------------
+Off by default (the paper's L sees the 9 probabilities only). On, two channels holding
+each pixel's normalised x and y in [-1, 1] (``align_corners=True`` pixel centres, the
+theta frame's convention) are appended to the input before the first conv ("CoordConv",
+Liu et al. 2018): a convolutional net regresses positions poorly from translation-
+equivariant features alone, and L's job is regressing part positions. Not in the paper or
+the authors' code; the synthetic main job measures it (experiments/configs/synthetic.py).
+
 Isotropic switch
 ----------------
 The paper's text says "isotropic scaling by varying s" while eq. 15 has sx and sy. With
@@ -74,6 +83,7 @@ __all__ = [
     "LocalizerConfig",
     "Localizer",
     "theta_from_params",
+    "with_coordinates",
     "params_from_theta",
     "torch_resnet18_to_flax",
 ]
@@ -132,6 +142,7 @@ class LocalizerConfig:
       bn_running_var: "biased" (flax) or "unbiased" (PyTorch) running-variance update.
       conv: how XLA computes the VGG-9's 3x3 convolutions ("auto" | "xla" |
         "channel_tuned", ``model/conv.py``; the ResNet-18's strided convs are flax's).
+      coord_channels: append x and y coordinate channels to the input (see above).
     """
 
     backbone: str = "vgg9"
@@ -150,6 +161,7 @@ class LocalizerConfig:
     bn_momentum: float = 0.9
     bn_running_var: str = "biased"
     conv: str = "auto"
+    coord_channels: bool = False
 
     def __post_init__(self):
         check_running_var(self.bn_running_var)
@@ -198,6 +210,15 @@ _conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")  # torch
 def _bn(cfg: LocalizerConfig, train: bool, name: str) -> BatchNorm:
     return BatchNorm(use_running_average=not train, momentum=cfg.bn_momentum,
                      epsilon=cfg.bn_epsilon, running_var=cfg.bn_running_var, name=name)
+
+
+def with_coordinates(x: Float[Array, "n h w c"]) -> Float[Array, "n h w c+2"]:
+    """Appends each pixel's normalised x then y, ``linspace(-1, 1, side)``, as channels."""
+    n, h, w, _ = x.shape
+    ys, xs = jnp.meshgrid(jnp.linspace(-1.0, 1.0, h, dtype=x.dtype),
+                          jnp.linspace(-1.0, 1.0, w, dtype=x.dtype), indexing="ij")
+    coords = jnp.broadcast_to(jnp.stack([xs, ys], axis=-1), (n, h, w, 2))
+    return jnp.concatenate([x, coords], axis=-1)
 
 
 class _VGG9Features(nn.Module):
@@ -278,11 +299,10 @@ class Localizer(nn.Module):
             if x.shape[1:3] != (cfg.input_size, cfg.input_size):
                 raise ValueError(f"Localizer (vgg9) input: expected H = W = input_size = "
                                  f"{cfg.input_size}, got {x.shape[1:3]} (set LocalizerConfig.input_size)")
-            feats = _VGG9Features(cfg, name="features")(x, train)
-        else:
-            if min(x.shape[1:3]) < 32:
-                raise ValueError(f"Localizer (resnet18) input: H and W must be >= 32, got {x.shape[1:3]}")
-            feats = _ResNet18Features(cfg, name="features")(x, train)
+        elif min(x.shape[1:3]) < 32:
+            raise ValueError(f"Localizer (resnet18) input: H and W must be >= 32, got {x.shape[1:3]}")
+        backbone = _VGG9Features if cfg.backbone == "vgg9" else _ResNet18Features
+        feats = backbone(cfg, name="features")(with_coordinates(x) if cfg.coord_channels else x, train)
 
         n_out = cfg.num_parts * cfg.num_free
         bias = jnp.asarray(cfg.init_free())
@@ -319,9 +339,9 @@ def torch_resnet18_to_flax(state_dict: Mapping[str, Any],
     dropped) -> ``fc`` (kernel transposed). Only the anisotropic head can be ported.
     """
     config = config or LocalizerConfig(backbone="resnet18")
-    if config.backbone != "resnet18" or config.isotropic or config.fc_relu:
+    if config.backbone != "resnet18" or config.isotropic or config.fc_relu or config.coord_channels:
         raise ValueError("torch_resnet18_to_flax needs backbone='resnet18', isotropic=False, "
-                         "fc_relu=False")
+                         "fc_relu=False, coord_channels=False")
 
     def get(key: str) -> np.ndarray:
         if key not in state_dict:
