@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -99,18 +98,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stage", action="append",
                         choices=("rough", "localizer", "parts", "end_to_end"))
-    parser.add_argument("--preset", default="paper", choices=("paper", "authors"))
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--canvas", type=int, default=640)
-    parser.add_argument("--reps", type=int, default=5)
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    args, overrides = parser.parse_known_args(argv)
-    bad = [o for o in overrides if not o.startswith("--config.")]
-    if bad:
-        parser.error(f"unrecognized arguments: {' '.join(bad)}")
-    args.overrides = overrides  # --config.a.b=value items, passed to `stn-icnn bench`
-    args.argv = list(sys.argv[1:] if argv is None else argv)
+    args = benchmark.parse_script_args(parser, argv, reps=5, rounds=2, out=RESULTS)
     stages = args.stage or ["rough", "parts", "end_to_end"]
     load = os.getloadavg()
     header = (f"{os.cpu_count()} CPUs, glibc {'.'.join(map(str, huge_pages.glibc_version() or ()))}"
@@ -127,9 +115,7 @@ def main(argv=None) -> None:
                       f"{result['minor_faults']:,} faults, {result['system_s']:.1f} s system",
                       flush=True)
     text = report(rows, args, header + f"; {(time.time() - started) / 60:.1f} min in all")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    print(text)
+    benchmark.write_report(text, args.out)
 
 
 if __name__ == "__main__":

@@ -108,21 +108,10 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stage", default="end_to_end",
                         choices=("rough", "localizer", "parts", "end_to_end"))
-    parser.add_argument("--preset", default="paper", choices=("paper", "authors"))
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--canvas", type=int, default=640)
-    parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--flags", action="append",
                         help="one XLA_FLAGS setting, written --flags=VALUE (repeat; --flags= "
                              "is none); default: the candidates in this script")
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    args, overrides = parser.parse_known_args(argv)
-    bad = [o for o in overrides if not o.startswith("--config.")]
-    if bad:
-        parser.error(f"unrecognized arguments: {' '.join(bad)}")
-    args.overrides = overrides  # --config.a.b=value items, passed to `stn-icnn bench`
-    args.argv = list(sys.argv[1:] if argv is None else argv)
+    args = benchmark.parse_script_args(parser, argv, reps=3, rounds=1, out=RESULTS)
     settings = list(dict.fromkeys(args.flags if args.flags is not None else CANDIDATES))
     header = benchmark.machine_line() + " at the start (this process)"
     results: dict[str, list[dict]] = {flags: [] for flags in settings}
@@ -139,9 +128,7 @@ def main(argv=None) -> None:
     load = os.getloadavg()
     text = report(results, args, header + f"; {(time.time() - started) / 60:.1f} min in all, "
                   f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} at the end")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    print(text)
+    benchmark.write_report(text, args.out)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ random inputs of the paper's shapes.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import os
@@ -19,6 +20,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any, Callable, Literal
 
 import jax
@@ -167,6 +169,36 @@ def bench_command(what: Literal["train", "parse"], preset: Preset, batch: int, *
         command += ["--stage", stage]
     return command + ["--preset", preset, "--batch", str(batch), "--canvas", str(canvas),
                       "--reps", str(reps), "--warmup", str(warmup), "--json", *overrides]
+
+
+def parse_script_args(parser: argparse.ArgumentParser, argv: list[str] | None, *, reps: int,
+                      rounds: int, out: Path) -> argparse.Namespace:
+    """The command line of a script that runs :func:`bench_command` processes: adds the
+    options they share (``--preset``, ``--batch``, ``--canvas``, ``--reps``, ``--rounds``,
+    ``--out``; defaults paper, 8, 640 and the given ones) to the script's own ``parser``,
+    parses ``argv``, and keeps ``--config.KEY=VALUE`` items for the bench command in
+    ``args.overrides`` (anything else is an error) and the whole command line in
+    ``args.argv``."""
+    parser.add_argument("--preset", default="paper", choices=PRESETS)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--canvas", type=int, default=640)
+    parser.add_argument("--reps", type=int, default=reps)
+    parser.add_argument("--rounds", type=int, default=rounds)
+    parser.add_argument("--out", default=out, type=Path)
+    args, overrides = parser.parse_known_args(argv)
+    bad = [o for o in overrides if not o.startswith("--config.")]
+    if bad:
+        parser.error(f"unrecognized arguments: {' '.join(bad)}")
+    args.overrides = overrides
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    return args
+
+
+def write_report(text: str, out: Path) -> None:
+    """Writes a script's report to ``out`` (parents created) and prints it."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    print(text)
 
 
 def run_bench_process(command: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
