@@ -53,12 +53,14 @@ def centre_error(trained: evaluation.TrainedRun, variables: dict, records: list)
 
 
 def settings(trained: evaluation.TrainedRun) -> list:
-    """The localiser recipe of a run: scale switch, epochs, halving, best theta loss."""
+    """The localiser recipe of a run: scale switch, coordinate channels, epochs, halving,
+    best theta loss."""
     stage = trained.config.stages.localizer
     scale = base.added_value(trained.config, "model.localizer_scale")
+    coords = "yes" if base.added_value(trained.config, "model.localizer_coord_channels") else "no"
     record = trained.records.get("localizer") or {}
     theta_loss = -record["selection"] if record.get("selection") is not None else float("nan")
-    return [scale, stage.epochs, stage.halve_every_epochs, f"{theta_loss:.5f}"]
+    return [scale, coords, stage.epochs, stage.halve_every_epochs, f"{theta_loss:.5f}"]
 
 
 def main(argv: list[str] | None = None) -> str:
@@ -88,7 +90,7 @@ def main(argv: list[str] | None = None) -> str:
                      *(f"{f1[c]:.3f}" for c in classes)])
         print(f"{workdir.name}: centre error {error:.1f} px, overall F1 {f1['overall']:.3f}",
               flush=True)
-    header = ["K and L from", "localizer_scale", "L epochs", "halve every", "best val theta loss",
+    header = ["K and L from", "localizer_scale", "coord channels", "L epochs", "halve every", "best val theta loss",
               "L's centre error (px)", *classes]
     lines = [f"STN-iCNN* (L's crops) on the {args.split} split ({len(source)} faces); part "
              f"models of `{args.parts_from.name}`'s parts stage in every row; `"
