@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 
 from stn_icnn_jax import metrics
@@ -171,7 +172,9 @@ class TrainedRun:
       config: its configuration.
       model: the ``STNiCNN`` (its localiser's ``init_params`` hold the training set's
         mean part boxes, the centroid cropper's fallback).
-      variables: per stage of ``config.stage_order``, the best variables after it.
+      variables: per stage of ``config.stage_order``, the best variables after it (a
+        network that neither it nor a stage before it runs holds zeros, or its initial
+        values if the run's first stage has no checkpoint).
       records: per stage, how far it got (``train.run.restore_stage``), None if never
         trained.
     """
@@ -241,7 +244,8 @@ def load_run(workdir: str | Path, mesh=None, until: str | None = None) -> Traine
     mesh = mesh or distributed.make_mesh(config.train.num_devices or None)
     sources = {"train": split_source(config, "train")}
     if config.stage_order and config.stage_order[0] in stages_on_disk(workdir):
-        # the first checkpoint replaces every array: only the structure is needed
+        # the checkpoints replace the trained networks' arrays: only the structure is
+        # needed (a network no stage has run yet holds zeros, below)
         model = run_lib.initial_model(config, sources)
         variables = jax.eval_shape(
             lambda: stn_icnn.init_variables(model, jax.random.key(0, impl="rbg")))
@@ -251,7 +255,9 @@ def load_run(workdir: str | Path, mesh=None, until: str | None = None) -> Traine
     for name in config.stage_order:
         variables, records[name] = run_lib.restore_stage(name, config, variables, sources,
                                                          workdir, mesh)
-        after[name] = variables
+        after[name] = jax.tree.map(
+            lambda x: jnp.zeros(x.shape, x.dtype) if isinstance(x, jax.ShapeDtypeStruct) else x,
+            variables)
         if name == until:
             break
     return TrainedRun(workdir, config, model, after, records)

@@ -165,3 +165,43 @@ def test_the_synthetic_set_is_built_on_first_use(tmp_path):
     assert (tmp_path / "synthetic_faces" / "tiny").is_dir()
     again = load_sources(config, show_progress=False)  # built once: read, not rebuilt
     np.testing.assert_array_equal(again["test"][3]["image"], sources["test"][3]["image"])
+
+
+def test_a_stage_checkpoint_gives_the_networks_its_stage_runs(tmp_path):
+    """Restoring a stage's checkpoint takes the networks that stage runs and keeps the
+    others: a run whose localiser has another shape (coordinate channels) can start from
+    another run's rough stage, and evaluation reads that run with zeros in the networks
+    no stage has run yet."""
+    import shutil
+
+    from stn_icnn_jax import evaluation
+    from stn_icnn_jax.train import distributed, run
+    from training_helpers import tiny_training_config, write_fake_run
+
+    plain = tiny_training_config(("rough", "localizer"), epochs=1)
+    after = write_fake_run(plain, tmp_path / "plain", stages=("rough",), noise=0.1)
+    coords = tiny_training_config(("rough", "localizer"), epochs=1)
+    coords.model.localizer_coord_channels = True
+    checkpoints.check_or_write_config(tmp_path / "coords", coords.to_json(sort_keys=True))
+    shutil.copytree(tmp_path / "plain" / "rough", tmp_path / "coords" / "rough")
+
+    mesh = distributed.make_mesh()
+    sources = load_sources(coords, show_progress=False)
+    _, initial = run.initial_variables(coords, sources, mesh)
+    restored, record = run.restore_stage("rough", coords, initial, sources, tmp_path / "coords", mesh)
+    assert record["finished"]
+    same = jax.tree.map(np.array_equal, restored["params"]["rough"], after["rough"]["params"]["rough"])
+    assert all(jax.tree.leaves(same))  # K: the other run's, moved by the noise
+    for kind in ("params", "batch_stats"):
+        for net in ("localizer", "parts"):  # kept as they were, the coordinate channels included
+            same = jax.tree.map(np.array_equal, restored[kind][net], initial[kind][net])
+            assert all(jax.tree.leaves(same)), (kind, net)
+    assert restored["params"]["localizer"]["features"]["conv_0"]["kernel"].shape[2] == 11
+
+    trained = evaluation.load_run(tmp_path / "coords", mesh)
+    variables = trained.variables["rough"]
+    same = jax.tree.map(np.array_equal, variables["params"]["rough"], after["rough"]["params"]["rough"])
+    assert all(jax.tree.leaves(same))
+    assert variables["params"]["localizer"]["features"]["conv_0"]["kernel"].shape[2] == 11
+    assert not any(np.any(np.asarray(x)) for x in jax.tree.leaves(variables["params"]["localizer"]))
+    assert trained.records["localizer"] is None

@@ -94,17 +94,26 @@ def restore_stage(stage_name: str, config: ml_collections.ConfigDict, variables:
     ``best_step``, ``latest_step``, ``selection``: the best validation score, overall F1
     or minus the theta loss); ``(variables, None)`` if it left no checkpoint.
 
-    Reads only the parameters and BatchNorm statistics of the checkpoint (a partial
-    ``TrainState`` template: no optimiser state is built), checked leaf by leaf against
-    ``variables``' structure (arrays, or ``jax.ShapeDtypeStruct``s: every checkpoint
-    holds all three networks). ``sources`` is unused (kept for the callers' symmetry
+    Reads only the parameters and BatchNorm statistics of the networks the stage runs
+    (``Stage.networks``; a partial ``TrainState`` template: no optimiser state is built),
+    checked leaf by leaf against ``variables``' structure (arrays, or
+    ``jax.ShapeDtypeStruct``s); the other networks keep their values in ``variables``.
+    Every checkpoint holds all three networks, but those its stage does not run are
+    copies of what came in from the stages before it, so a run whose later network has
+    another shape (e.g. ``model.localizer_coord_channels``) can still start from an
+    earlier stage's checkpoint. ``sources`` is unused (kept for the callers' symmetry
     with training)."""
     del sources
     directory = workdir / stage_name / "checkpoints"
     if not directory.is_dir():
         return variables, None
-    template = TrainState(step=None, params=variables["params"],
-                          batch_stats=variables["batch_stats"], opt_state=None)
+    networks = get_stage(stage_name).networks
+
+    def its_networks(tree: dict) -> dict:
+        return {name: value for name, value in tree.items() if name in networks}
+
+    template = TrainState(step=None, params=its_networks(variables["params"]),
+                          batch_stats=its_networks(variables["batch_stats"]), opt_state=None)
     ckpt = checkpoints.StageCheckpoints(directory, keep=config.train.keep_checkpoints)
     try:
         latest = ckpt.latest_step()
@@ -122,8 +131,9 @@ def restore_stage(stage_name: str, config: ml_collections.ConfigDict, variables:
               "epochs_done": int(progress["epoch"]), "epochs": int(epochs),
               "best_step": progress["best_step"], "latest_step": int(latest),
               "selection": progress["best_selection"]}
-    restored = {"params": state.params, "batch_stats": state.batch_stats}
-    return jax.device_put(restored, distributed.replicated(mesh)), record
+    restored = jax.device_put({"params": state.params, "batch_stats": state.batch_stats},
+                              distributed.replicated(mesh))
+    return {kind: {**variables[kind], **restored[kind]} for kind in ("params", "batch_stats")}, record
 
 
 def load_stage(stage_name: str, config: ml_collections.ConfigDict, variables: dict,
