@@ -199,3 +199,46 @@ def test_copies_of_identical_records_get_different_augmentations():
     np.testing.assert_array_equal(first["canvas"][0], second["canvas"][0])
     for copy in range(1, 5):
         assert not np.array_equal(first["canvas"][copy], second["canvas"][copy]), copy
+
+
+def test_center_jitter_moves_each_centre_within_its_bound_per_seed():
+    """``center_jitter=J``: every centre moves by at most J along each axis, by different
+    shifts for different examples, parts and seeds (epochs), the same for the same seed;
+    every other feature is unchanged."""
+    recs = _records(n=6)
+    features = STAGES["parts"].features
+    augment_none = augment.AugmentConfig(copies=1, max_rotation_deg=0.0, max_shift=0.0,
+                                         scale_range=(1.0, 1.0), noise_std=0.0)
+
+    def batches(jitter, seed):
+        config = _config(batch_size=6, augment=augment_none, seed=seed, center_jitter=jitter)
+        return list(ip.make_loader(recs, features, config))[0]
+
+    plain = batches(0.0, seed=3)
+    jittered, again, other_seed = batches(4.0, seed=3), batches(4.0, seed=3), batches(4.0, seed=4)
+    shift = jittered["centers"] - plain["centers"]
+    assert np.abs(shift).max() <= 4.0 + 1e-5 and np.abs(shift).max() > 2.0
+    assert len(np.unique(np.round(shift, 4))) == shift.size  # no two shifts alike
+    np.testing.assert_array_equal(again["centers"], jittered["centers"])
+    assert not np.allclose(other_seed["centers"], jittered["centers"])
+    for key in features:
+        if key != "centers":
+            np.testing.assert_array_equal(jittered[key], plain[key], err_msg=key)
+
+
+def test_crop_jitter_reaches_the_parts_stages_training_batches_only():
+    from stn_icnn_jax.config import base_config, build
+
+    c = base_config()
+    c.model.crop_size = 81
+    c.stages.parts.crop_jitter = 0.2
+    assert build.input_config(c, 8, training=True, stage="parts").center_jitter == pytest.approx(16.2)
+    assert build.input_config(c, 8, training=False, stage="parts").center_jitter == 0.0
+    assert build.input_config(c, 8, training=True, stage="localizer").center_jitter == 0.0
+    c.stages.localizer.crop_jitter = 0.1  # L's targets are the centres: refused
+    with pytest.raises(ValueError, match="crop_jitter applies to the parts stage only"):
+        build.stage_config(c, "localizer")
+    c.stages.localizer.crop_jitter = 0.0
+    c.stages.parts.crop_jitter = 0.5
+    with pytest.raises(ValueError, match=r"crop_jitter must be in \[0, 0.5\)"):
+        build.stage_config(c, "parts")

@@ -205,3 +205,26 @@ def test_a_stage_checkpoint_gives_the_networks_its_stage_runs(tmp_path):
     assert variables["params"]["localizer"]["features"]["conv_0"]["kernel"].shape[2] == 11
     assert not any(np.any(np.asarray(x)) for x in jax.tree.leaves(variables["params"]["localizer"]))
     assert trained.records["localizer"] is None
+
+
+def test_the_parts_stage_trains_on_jittered_centres(tmp_path, monkeypatch):
+    """The training loop builds the parts stage's loader with its crop_jitter in pixels
+    (the loader is stopped at its creation: no step runs)."""
+    from stn_icnn_jax.data import input_pipeline
+    from stn_icnn_jax.train import run
+    from training_helpers import tiny_training_config
+
+    class Built(Exception):
+        pass
+
+    def stop(source, features, config, *args, **kwargs):
+        raise Built(config)
+
+    config = tiny_training_config(("parts",), epochs=1)
+    config.stages.parts.crop_jitter = 0.2
+    monkeypatch.setattr(input_pipeline, "make_loader", stop)
+    with pytest.raises(Built) as built:
+        run.run(config, tmp_path / "work", show_progress=False)
+    inputs = built.value.args[0]
+    assert inputs.augment is not None or inputs.shuffle  # the training loader
+    assert inputs.center_jitter == pytest.approx(0.2 * config.model.crop_size)

@@ -42,6 +42,7 @@ ADDED_KEYS: dict[str, object] = {
     "model.conv": "auto",
     "model.rough_background_logit": 0.0,
     "model.localizer_coord_channels": False,
+    **{f"stages.{name}.crop_jitter": 0.0 for name in STAGE_NAMES},
 }
 
 

@@ -153,11 +153,13 @@ def stage_config(config: ml_collections.ConfigDict, name: str) -> stages_lib.Sta
 
 
 def input_config(config: ml_collections.ConfigDict, batch_size: int, training: bool,
-                 seed: int = 0) -> input_pipeline.InputConfig:
+                 seed: int = 0, stage: str | None = None) -> input_pipeline.InputConfig:
     """How the records become batches: augmented and shuffled for training, plain for
     evaluation. ``batch_size`` is this process's share. ``data.photometric`` adds its
     operations to every training copy; with ``data.augment="none"`` each image is then
-    one copy, photometric operations only (copy 0 of the paper's scheme is the original)."""
+    one copy, photometric operations only (copy 0 of the paper's scheme is the original).
+    ``stage``: the training stage the batches are for; its ``crop_jitter`` (a fraction of
+    ``model.crop_size``) becomes the part centres' jitter in pixels."""
     d = config.data
     photometric = photometric_lib.preset(base.added_value(config, "data.photometric"))
     augment = None
@@ -171,4 +173,6 @@ def input_config(config: ml_collections.ConfigDict, batch_size: int, training: b
         rough_size=config.model.rough_size, canvas_size=d.canvas_size, batch_size=batch_size,
         center_convention=d.center_convention, augment=augment, seed=seed, shuffle=training,
         worker_count=d.worker_count, drop_remainder=training,
+        center_jitter=(stage_config(config, stage).crop_jitter * config.model.crop_size
+                       if training and stage is not None else 0.0),
     )

@@ -15,7 +15,8 @@ Batch features (only those asked for: each training stage's record in
   canvas_label (B, C, C) int32                  9-class map on the canvas (0 = padding)
   image_size   (B, 2) int32                     (h, w) of the original
   image_origin (B, 2) int32                     (top, left) of the original on the canvas
-  centers      (B, 6, 2) float32                part centres, (y, x) image pixels
+  centers      (B, 6, 2) float32                part centres, (y, x) image pixels (moved by
+                                                ``InputConfig.center_jitter`` if set)
   centers_present (B, 6) bool                   False where a part is absent
 """
 
@@ -52,6 +53,10 @@ class InputConfig:
       seed: seeds the shuffle and the augmentation.
       shuffle: shuffle the examples each epoch.
       worker_count: grain worker processes (0 = in the main process).
+      center_jitter: training only: each part centre moves by a shift drawn uniformly in
+        +-this many pixels along each axis, seeded by (seed, example index), so the
+        ground-truth crops at the centres see parts off their middle (the parts stage's
+        ``crop_jitter``). 0 = the labelled centres.
     """
 
     rough_size: int
@@ -65,6 +70,11 @@ class InputConfig:
     shuffle: bool = True
     worker_count: int = 0
     drop_remainder: bool = True
+    center_jitter: float = 0.0
+
+
+#: Keeps the centre jitter's random stream apart from the augmentation's.
+_JITTER_STREAM = 1
 
 
 class AugmentedCopies(grain.RandomAccessDataSource):
@@ -155,6 +165,10 @@ class Layout(grain.MapTransform):
         if "centers" in want:
             probs = labels.class_probs(soft)[None]
             centers, present = part_centers.part_centers(probs, cfg.center_convention)
+            if cfg.center_jitter > 0:
+                rng = np.random.default_rng([cfg.seed, record["example_index"], _JITTER_STREAM])
+                centers = centers + rng.uniform(-cfg.center_jitter, cfg.center_jitter,
+                                                centers.shape)
             out["centers"] = centers[0].astype(np.float32)
             out["centers_present"] = present[0]
         return {k: out[k] for k in self._features}

@@ -152,7 +152,7 @@ class _Epoch:
         loader = input_pipeline.make_loader(
             self.sources["train"], stage.features,
             build.input_config(self.config, run.batch_size, training=True,
-                               seed=_epoch_seed(self.config, stage, epoch)),
+                               seed=_epoch_seed(self.config, stage, epoch), stage=stage.name),
             num_epochs=1, shard_options=distributed.shard_options(),
         )
         with input_pipeline.iterate(loader) as iterator:  # workers stop however it ends

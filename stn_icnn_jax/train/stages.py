@@ -54,6 +54,12 @@ class StageConfig:
         degenerate minimum: L can move the crops where the cropped labels are all
         background and the parts then predict background (seen on the synthetic run,
         experiments/results/synthetic_run_first_attempt/); the theta term anchors the crops.
+      crop_jitter: parts only: in training, each ground-truth crop window is moved by a
+        shift drawn uniformly in +-this fraction of the crop size along each axis (the
+        labels are cut at the same window), so the part models see parts off the
+        window's centre, as they do behind a cropper that misses by a few pixels. 0
+        (default) is the paper's centred crops; the authors' part augmentation shifts
+        the patches by up to 0.3 of their size (with rotation and scale as well).
     """
 
     learning_rates: dict[str, float]
@@ -64,6 +70,7 @@ class StageConfig:
     foreground_weight: float = 1.0
     update_frozen_batch_stats: bool = False
     theta_loss_weight: float = 0.0
+    crop_jitter: float = 0.0
 
     def trains(self, network: str) -> bool:
         return float(self.learning_rates.get(network, 0.0)) > 0.0
@@ -106,7 +113,14 @@ class Stage:
         }
 
     def check(self, config: StageConfig) -> None:
-        """Refuses learning rates for networks this stage does not run."""
+        """Refuses learning rates for networks this stage does not run, and crop jitter
+        where the stage does not train on ground-truth crops."""
+        if config.crop_jitter != 0 and self.name != "parts":
+            raise ValueError(f"stage {self.name}: crop_jitter applies to the parts stage only "
+                             f"(its ground-truth crops), got {config.crop_jitter}")
+        if not 0 <= config.crop_jitter < 0.5:
+            raise ValueError(f"stage {self.name}: crop_jitter must be in [0, 0.5) (a fraction "
+                             f"of the crop size), got {config.crop_jitter}")
         for name, rate in config.learning_rates.items():
             if name not in NETWORKS:
                 raise ValueError(f"stage {self.name}: unknown network {name!r} in "
