@@ -46,11 +46,11 @@ the first step, then everything trains (like zero-initialised residual branches)
 Coordinate channels (``coord_channels``)
 ----------------------------------------
 Off by default (the paper's L sees the 9 probabilities only). On, two channels holding
-each pixel's normalised x and y in [-1, 1] (``align_corners=True`` pixel centres, the
-theta frame's convention) are appended to the input before the first conv ("CoordConv",
+each pixel's normalised x and y in [-1, 1] (``linspace(-1, 1, side)``: the first and last
+pixel centres at -1 and 1) are appended to the input before the first conv ("CoordConv",
 Liu et al. 2018): a convolutional net regresses positions poorly from translation-
 equivariant features alone, and L's job is regressing part positions. Not in the paper or
-the authors' code; the synthetic main job measures it (experiments/configs/synthetic.py).
+the authors' code; measured in experiments/results/parts_crop_jitter/.
 
 Isotropic switch
 ----------------
